@@ -1,0 +1,862 @@
+#!/usr/bin/env python3
+"""Benchmark `manage.py prodserve` against gunicorn and granian with wrk.
+
+Every (server, workload) pair gets a fresh server with 2 worker processes on a free loopback
+port, a short wrk warmup, then a measured wrk run. Besides wrk's req/s and latency we record
+the CPU time burnt by the whole server process tree during the measured run, because on a small
+machine CPU per request is the number that predicts capacity, not raw req/s.
+
+Usage (from anywhere; paths are resolved relative to this file):
+
+    python bench/run.py                      # prodserve, gunicorn, granian on bare + django
+    python bench/run.py --servers prodserve,prodserve-t4,gunicorn,granian,waitress \
+        --workloads bare,django,json,db,bare-close,django-close
+    python bench/run.py --quick --guard 1.5  # CI: exit 1 if prodserve burns >1.5x granian CPU
+
+Stdlib only; needs `wrk` on PATH. matplotlib is optional (adds results.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import datetime
+import http.client
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+TESTPROJECT = REPO / "testproject"
+PRODSERVE_COMMAND = REPO / "django_prodserve" / "management" / "commands" / "prodserve.py"
+WORKERS = 2
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+WRK_GRACE = 30.0
+BACKGROUND_NOTE_CORES = 0.15  # unrelated CPU load (in cores) worth flagging in the report
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Process groups of servers that are still running, so atexit can kill them whatever happens.
+_LIVE_GROUPS: set[int] = set()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One URL to hammer, plus which app serves it (per server flavour)."""
+
+    name: str
+    path: str
+    wsgi_app: str  # module:callable, for servers that take a WSGI target
+    settings: str  # DJANGO_SETTINGS_MODULE, which is how prodserve picks its WSGI app
+    headers: tuple[str, ...] = ()
+    needs_db: bool = False
+
+
+BARE = ("testproject.bare:application", "testproject.settings_bare")
+DJANGO = ("testproject.wsgi:application", "testproject.settings")
+CLOSE = ("Connection: close",)
+WORKLOADS = {
+    w.name: w
+    for w in (
+        Workload("bare", "/", *BARE),
+        Workload("django", "/hello/", *DJANGO),
+        Workload("json", "/json/", *DJANGO),
+        Workload("db", "/db/", *DJANGO, needs_db=True),
+        Workload("bare-close", "/", *BARE, headers=CLOSE),
+        Workload("django-close", "/hello/", *DJANGO, headers=CLOSE),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to launch one server flavour; `argv` gets the port and the workload."""
+
+    name: str
+    module: str  # importable module that must exist for the server to be usable
+    argv: Callable[[int, Workload], list[str]]
+    cwd: Path
+    description: str
+    # Master exit codes after SIGTERM that count as a clean stop. prodserve promises 0;
+    # waitress installs no SIGTERM handler, so dying by the signal is its normal stop.
+    clean_exits: frozenset[int] = frozenset({0})
+
+
+def _prodserve(threads: int) -> Callable[[int, Workload], list[str]]:
+    """prodserve picks its app from DJANGO_SETTINGS_MODULE, so argv ignores the workload."""
+
+    def argv(port: int, _w: Workload) -> list[str]:
+        return [
+            sys.executable,
+            "testproject/manage.py",
+            "prodserve",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WORKERS),
+            "--threads",
+            str(threads),
+            "--skip-checks",
+        ]
+
+    return argv
+
+
+def _gunicorn(port: int, w: Workload) -> list[str]:
+    """Sync workers, gunicorn's default and the closest model to prodserve threads=1."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(WORKERS),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        "testproject",
+        "--log-level",
+        "warning",
+        w.wsgi_app,
+    ]
+
+
+def _granian(port: int, w: Workload) -> list[str]:
+    """Granian's Rust HTTP stack is the CPU-efficiency bar we want prodserve to approach."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--workers",
+        str(WORKERS),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--working-dir",
+        "testproject",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        w.wsgi_app,
+    ]
+
+
+def _waitress(port: int, w: Workload) -> list[str]:
+    """Waitress has no worker processes: one process, 4 threads (run with cwd=testproject)."""
+    return [
+        sys.executable,
+        "-m",
+        "waitress",
+        f"--listen=127.0.0.1:{port}",
+        "--threads=4",
+        w.wsgi_app,
+    ]
+
+
+SERVERS = {
+    s.name: s
+    for s in (
+        Server("prodserve", "django", _prodserve(1), REPO, "2 workers x 1 thread"),
+        Server("prodserve-t4", "django", _prodserve(4), REPO, "2 workers x 4 threads"),
+        Server("gunicorn", "gunicorn", _gunicorn, REPO, "2 sync workers"),
+        Server("granian", "granian", _granian, REPO, "2 workers, WSGI interface"),
+        Server(
+            "waitress",
+            "waitress",
+            _waitress,
+            TESTPROJECT,
+            "1 process x 4 threads",
+            clean_exits=frozenset({0, -signal.SIGTERM}),
+        ),
+    )
+}
+
+
+@dataclass
+class Result:
+    """One measured (server, workload) cell; `error` set means no numbers."""
+
+    server: str
+    workload: str
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    cpu_us_per_req: float = 0.0
+    bad_responses: int = 0
+    background_cores: float = 0.0  # CPU used by neither server nor wrk during the run
+    error: str = ""
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The few /proc/PID/stat fields we need."""
+
+    ppid: int
+    pgrp: int
+    state: str
+    cpu_ticks: int
+
+
+def read_proc_table() -> dict[int, ProcStat]:
+    """Snapshot every process once, so tree and group walks see a consistent view."""
+    table: dict[int, ProcStat] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # process exited between listdir and read
+            continue
+        # comm (field 2) may contain spaces and parens; everything after the last ')' is fixed.
+        f = raw.rpartition(")")[2].split()
+        # utime, stime, cutime, cstime: cutime/cstime keep the CPU of reaped children (e.g. a
+        # respawned worker) in the tree's total instead of letting it vanish mid-run.
+        ticks = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        table[int(entry)] = ProcStat(ppid=int(f[1]), pgrp=int(f[2]), state=f[0], cpu_ticks=ticks)
+    return table
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by `root` and all its descendants (master + workers)."""
+    table = read_proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, st in table.items():
+        children.setdefault(st.ppid, []).append(pid)
+    total, stack, seen = 0, [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid not in table:
+            continue
+        seen.add(pid)
+        total += table[pid].cpu_ticks
+        stack.extend(children.get(pid, ()))
+    return total / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """user+nice+system CPU seconds of all cores since boot (first line of /proc/stat).
+
+    irq/softirq time is left out: it is charged to no process, and on loopback most of it is
+    the benchmark's own TCP traffic, so counting it would flag every run as noisy.
+    """
+    user, nice, system = Path("/proc/stat").read_text().split(maxsplit=4)[1:4]
+    return (int(user) + int(nice) + int(system)) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of our reaped children; wrk is reaped when subprocess.run returns."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Non-zombie members of a process group (zombies may linger if PID 1 does not reap)."""
+    return [pid for pid, st in read_proc_table().items() if st.pgrp == pgid and st.state != "Z"]
+
+
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    """Signal a whole group, tolerating that it may already be gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def start_server(server: Server, workload: Workload, port: int, env: dict[str, str], log: Path):
+    """Launch in a new session so the master and its workers share a killable process group."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            server.argv(port, workload),
+            cwd=server.cwd,
+            env={**env, "DJANGO_SETTINGS_MODULE": workload.settings},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _LIVE_GROUPS.add(proc.pid)
+    return proc
+
+
+def stop_server(proc: subprocess.Popen, server: Server) -> str:
+    """SIGTERM the master (graceful), then SIGKILL whatever is left of its group.
+
+    Waits until no group member is alive so the next server gets quiet cores. Returns a note
+    about an unclean stop, empty when the stop was clean.
+    """
+    note = ""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            note = f"master ignored SIGTERM for {STOP_TIMEOUT:.0f}s, SIGKILLed"
+            kill_group(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_TIMEOUT)
+        else:
+            if code not in server.clean_exits:
+                note = f"master exit code after SIGTERM was {code}"
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while live_group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    strays = live_group_members(proc.pid)
+    if strays:
+        kill_group(proc.pid, signal.SIGKILL)
+        note += f"; {len(strays)} process(es) outlived the master, SIGKILLed"
+    _LIVE_GROUPS.discard(proc.pid)
+    return note.lstrip("; ")
+
+
+def kill_all_servers() -> None:
+    """atexit safety net: nothing we started may outlive the harness."""
+    for pgid in list(_LIVE_GROUPS):
+        kill_group(pgid, signal.SIGKILL)
+    _LIVE_GROUPS.clear()
+
+
+def free_port() -> int:
+    """Ask the kernel for an unused loopback port (tiny race accepted: nothing else binds here)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def probe(port: int, path: str) -> int:
+    """One real HTTP GET; returns the status code."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def wait_ready(proc: subprocess.Popen, port: int, path: str) -> str:
+    """Poll with real requests until 200; returns an error message, empty when ready.
+
+    Workers may still be importing Django after the socket is bound, so a TCP connect alone
+    would start wrk too early and measure startup.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"exited with code {proc.returncode} before answering"
+        try:
+            status = probe(port, path)
+        except OSError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if status == 200:
+                return ""
+            last = f"HTTP {status}"
+        time.sleep(0.1)
+    return f"not ready after {READY_TIMEOUT:.0f}s ({last})"
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    """Last lines of a server log, to explain a failure without opening files."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- wrk
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """Parsed wrk --latency output."""
+
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    bad_responses: int
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _latency_ms(text: str, pct: str) -> float:
+    """wrk prints e.g. '     99%    3.21ms' under 'Latency Distribution'."""
+    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.MULTILINE)
+    if not m:
+        raise ValueError(f"no {pct}% latency in wrk output")
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def parse_wrk(text: str) -> WrkRun:
+    """Pull the numbers out of wrk's human-readable report."""
+    reqs = re.search(r"^\s*(\d+) requests in", text, re.MULTILINE)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
+    if not reqs or not rps:
+        raise ValueError(f"unexpected wrk output:\n{text}")
+    socket_errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    bad = sum(map(int, socket_errors.groups())) if socket_errors else 0
+    bad += int(non_2xx.group(1)) if non_2xx else 0
+    return WrkRun(
+        requests=int(reqs.group(1)),
+        rps=float(rps.group(1)),
+        p50_ms=_latency_ms(text, "50"),
+        p99_ms=_latency_ms(text, "99"),
+        bad_responses=bad,
+    )
+
+
+def wrk_argv(url: str, seconds: int, connections: int, headers: Iterable[str]) -> list[str]:
+    """One wrk thread: the client already takes a core of our 2, more threads only add noise."""
+    argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    for h in headers:
+        argv += ["-H", h]
+    return [*argv, url]
+
+
+def run_wrk(url: str, seconds: int, connections: int, headers: Iterable[str]) -> WrkRun:
+    """Run wrk with a hard timeout so a wedged server cannot hang the harness."""
+    out = subprocess.run(
+        wrk_argv(url, seconds, connections, headers),
+        capture_output=True,
+        text=True,
+        timeout=seconds + WRK_GRACE,
+        check=True,
+    )
+    return parse_wrk(out.stdout)
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run and for how long."""
+
+    servers: list[str]
+    workloads: list[str]
+    duration: int
+    warmup: int
+    connections: int
+
+
+def missing_reason(server: Server) -> str:
+    """Why a server cannot run here ('' if it can), so it is skipped rather than crashing."""
+    if server.name.startswith("prodserve") and not PRODSERVE_COMMAND.is_file():
+        return f"{PRODSERVE_COMMAND.relative_to(REPO)} does not exist yet"
+    if importlib.util.find_spec(server.module) is None:
+        return f"python module {server.module!r} not installed"
+    return ""
+
+
+def bench_one(
+    server: Server, workload: Workload, plan: Plan, env: dict[str, str], logdir: Path
+) -> tuple[Result, list[str]]:
+    """Start, warm up, measure, stop. Always stops the server; returns the result and notes."""
+    tag = f"{server.name}/{workload.name}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{workload.path}"
+    log = logdir / f"{server.name}-{workload.name}.log"
+    notes: list[str] = []
+    progress(f"[{tag}] starting on port {port}")
+    proc = start_server(server, workload, port, env, log)
+    try:
+        error = wait_ready(proc, port, workload.path)
+        if error:
+            progress(f"[{tag}] FAILED: {error}\n{log_tail(log)}")
+            return Result(server.name, workload.name, error=error), notes
+        result = measure(server.name, workload, proc, url, plan)
+    except (subprocess.SubprocessError, ValueError, OSError) as exc:
+        progress(f"[{tag}] FAILED: {exc}\n{log_tail(log)}")
+        return Result(server.name, workload.name, error=str(exc).splitlines()[0]), notes
+    finally:
+        stop_note = stop_server(proc, server)
+        if stop_note:
+            notes.append(f"{tag}: {stop_note}")
+    progress(
+        f"[{tag}] {result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+        f"p99 {result.p99_ms:.2f} ms, {result.cpu_us_per_req:.1f} CPU us/req"
+    )
+    if result.bad_responses:
+        notes.append(f"{tag}: {result.bad_responses} socket errors / non-2xx responses")
+    if result.background_cores > BACKGROUND_NOTE_CORES:
+        notes.append(
+            f"{tag}: other processes used {result.background_cores:.2f} cores during the run; "
+            "numbers are noisy"
+        )
+    return result, notes
+
+
+def measure(name: str, workload: Workload, proc: subprocess.Popen, url: str, plan: Plan) -> Result:
+    """Warmup, then wrk bracketed by CPU samples of the server tree, wrk and the machine.
+
+    The machine-wide sample exposes CPU taken by unrelated processes, which on a small shared
+    box silently skews req/s and latency.
+    """
+    if plan.warmup:
+        run_wrk(url, plan.warmup, plan.connections, workload.headers)
+    server0 = tree_cpu_seconds(proc.pid)
+    wrk0 = children_cpu_seconds()
+    busy0 = machine_busy_seconds()
+    start = time.monotonic()
+    run = run_wrk(url, plan.duration, plan.connections, workload.headers)
+    server_cpu = tree_cpu_seconds(proc.pid) - server0
+    other_cpu = machine_busy_seconds() - busy0 - server_cpu - (children_cpu_seconds() - wrk0)
+    elapsed = time.monotonic() - start
+    if run.requests == 0:
+        raise ValueError("wrk completed 0 requests")
+    return Result(
+        server=name,
+        workload=workload.name,
+        rps=run.rps,
+        p50_ms=run.p50_ms,
+        p99_ms=run.p99_ms,
+        cpu_us_per_req=server_cpu * 1e6 / run.requests,
+        bad_responses=run.bad_responses,
+        background_cores=max(other_cpu, 0.0) / elapsed,
+    )
+
+
+def migrate(env: dict[str, str]) -> str:
+    """Create the temp sqlite db for /db/; returns an error message, empty on success."""
+    try:
+        subprocess.run(
+            [sys.executable, "testproject/manage.py", "migrate", "-v0"],
+            cwd=REPO,
+            env={**env, "DJANGO_SETTINGS_MODULE": "testproject.settings"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        return f"migrate failed: {(exc.stderr or exc.stdout).strip().splitlines()[-1:]}"
+    except subprocess.TimeoutExpired:
+        return "migrate timed out"
+    return ""
+
+
+def server_env(tmp: Path) -> dict[str, str]:
+    """Env shared by all servers: repo importable (django_prodserve) and a throwaway db."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["TESTPROJECT_DB"] = str(tmp / "db.sqlite3")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_plan(plan: Plan) -> tuple[list[Result], list[str]]:
+    """Run every available server on every workload, collecting results and notes."""
+    results: list[Result] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="prodserve-bench-") as tmpname:
+        tmp = Path(tmpname)
+        env = server_env(tmp)
+        workloads = [WORKLOADS[w] for w in plan.workloads]
+        if any(w.needs_db for w in workloads):
+            error = migrate(env)
+            if error:
+                notes.append(f"db workload skipped: {error}")
+                workloads = [w for w in workloads if not w.needs_db]
+        for name in plan.servers:
+            server = SERVERS[name]
+            reason = missing_reason(server)
+            if reason:
+                notes.append(f"{name}: skipped ({reason})")
+                progress(f"[{name}] skipped: {reason}")
+                continue
+            for workload in workloads:
+                result, cell_notes = bench_one(server, workload, plan, env, tmp)
+                results.append(result)
+                notes.extend(cell_notes)
+                if result.error:
+                    notes.append(f"{name}/{workload.name}: failed: {result.error}")
+    return results, notes
+
+
+# --------------------------------------------------------------------------- report
+
+
+def progress(message: str) -> None:
+    """Progress goes to stderr so stdout stays just the markdown report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def nproc() -> int:
+    """CPUs this process may run on, i.e. what `nproc` prints (cgroup/affinity aware)."""
+    return len(os.sched_getaffinity(0))
+
+
+def versions() -> str:
+    """Versions of everything measured, since numbers are meaningless without them."""
+    parts = []
+    for dist in ("Django", "gunicorn", "granian", "waitress"):
+        try:
+            parts.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    wrk = subprocess.run(
+        ["wrk", "--version"], check=False, capture_output=True, text=True, timeout=10
+    )
+    m = re.search(r"wrk (\S+)", wrk.stdout + wrk.stderr)
+    parts.append(f"wrk {m.group(1) if m else '?'}")
+    return ", ".join(parts)
+
+
+def fmt_table(results: list[Result]) -> list[str]:
+    """Markdown table, failed cells shown as 'failed' rather than dropped."""
+    lines = [
+        "| server | workload | req/s | p50 | p99 | CPU µs/req |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r.error:
+            lines.append(f"| {r.server} | {r.workload} | failed | - | - | - |")
+        else:
+            lines.append(
+                f"| {r.server} | {r.workload} | {r.rps:,.0f} | {r.p50_ms:.2f} ms "
+                f"| {r.p99_ms:.2f} ms | {r.cpu_us_per_req:.1f} |"
+            )
+    return lines
+
+
+def lookup(results: list[Result], server: str, workload: str) -> Result | None:
+    """The successful result for a cell, if any."""
+    for r in results:
+        if r.server == server and r.workload == workload and not r.error:
+            return r
+    return None
+
+
+def fmt_ratios(results: list[Result], plan: Plan) -> list[str]:
+    """prodserve vs each other server; < 1.00 CPU ratio means prodserve is cheaper."""
+    lines = []
+    ours = [s for s in plan.servers if s.startswith("prodserve")]
+    theirs = [s for s in plan.servers if not s.startswith("prodserve")]
+    for workload in plan.workloads:
+        for mine in ours:
+            for other in theirs:
+                a, b = lookup(results, mine, workload), lookup(results, other, workload)
+                if a and b and b.cpu_us_per_req > 0:
+                    lines.append(
+                        f"- {mine}/{other} CPU per request on {workload}: "
+                        f"{a.cpu_us_per_req / b.cpu_us_per_req:.2f} "
+                        f"(req/s ratio {a.rps / b.rps:.2f})"
+                    )
+    return lines
+
+
+def commands_used(plan: Plan) -> list[str]:
+    """Exact command lines so anyone can reproduce a cell by hand."""
+    placeholder = Workload("", "", wsgi_app="APP", settings="SETTINGS")
+    legend = (
+        f"APP is {BARE[0]} for bare workloads, {DJANGO[0]} otherwise; SETTINGS is "
+        f"{BARE[1]} for bare workloads, {DJANGO[1]} otherwise (prodserve picks its app "
+        "from it). Run from the repo root unless a directory is given."
+    )
+    lines = [legend, ""]
+    for name in plan.servers:
+        server = SERVERS[name]
+        argv = ["python", *server.argv(0, placeholder)[1:]]
+        cmd = " ".join(argv).replace("127.0.0.1:0", "127.0.0.1:PORT")
+        cmd = cmd.replace("--port 0", "--port PORT")
+        where = f"cd {server.cwd.relative_to(REPO)} && " if server.cwd != REPO else ""
+        lines.append(
+            f"- {name} ({server.description}): `{where}DJANGO_SETTINGS_MODULE=SETTINGS {cmd}`"
+        )
+    return lines
+
+
+def render(results: list[Result], notes: list[str], plan: Plan) -> str:
+    """The whole markdown report."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    warmup = f" after a {plan.warmup}s warmup" if plan.warmup else ""
+    machine = f"nproc={nproc()}, {platform.system()} {platform.machine()}"
+    load = f"`wrk -t 1 -c {plan.connections} -d {plan.duration}s --latency`{warmup}"
+    cpu_note = (
+        "CPU µs/req = (utime+stime of the server's whole process tree during the wrk run) / "
+        "requests completed. wrk runs on the same cores and competes with the server for CPU "
+        "(same handicap for every server), so req/s is partly client-bound; CPU µs/req is the "
+        "fairer comparison."
+    )
+    header = [
+        "# django-prodserve benchmark",
+        "",
+        f"- date: {now}",
+        f"- machine: {machine}, Python {platform.python_version()}",
+        f"- versions: {versions()}",
+        f"- load: {load}; {WORKERS} worker processes per server unless noted",
+        f"- {cpu_note}",
+        "",
+    ]
+    body = [*fmt_table(results), ""]
+    ratios = fmt_ratios(results, plan)
+    if ratios:
+        body += ["## Ratios (prodserve / other)", "", *ratios, ""]
+    if notes:
+        body += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    body += ["## Commands", "", *commands_used(plan), ""]
+    return "\n".join(header + body)
+
+
+def plot(results: list[Result], plan: Plan, path: Path) -> str:
+    """Bar chart of CPU µs/req; returns a note when matplotlib is unavailable."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "matplotlib not installed: results.png not written"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / max(len(plan.servers), 1)
+    for i, server in enumerate(plan.servers):
+        values = [lookup(results, server, w) for w in plan.workloads]
+        xs = [j + i * width for j in range(len(plan.workloads))]
+        ax.bar(xs, [v.cpu_us_per_req if v else 0 for v in values], width, label=server)
+    ax.set_xticks([j + width * (len(plan.servers) - 1) / 2 for j in range(len(plan.workloads))])
+    ax.set_xticklabels(plan.workloads)
+    ax.set_ylabel("server CPU µs per request (lower is better)")
+    ax.set_title(f"{WORKERS} workers, wrk -c {plan.connections}, nproc={nproc()}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return ""
+
+
+def check_guard(results: list[Result], ratio: float) -> int:
+    """CI regression guard: prodserve may burn at most `ratio` x granian's CPU on bare."""
+    ours, theirs = lookup(results, "prodserve", "bare"), lookup(results, "granian", "bare")
+    if not ours or not theirs or theirs.cpu_us_per_req <= 0:
+        print("guard: no usable prodserve and granian results on bare; cannot compare")
+        return 2
+    actual = ours.cpu_us_per_req / theirs.cpu_us_per_req
+    verdict = "OK" if actual <= ratio else "FAIL"
+    print(
+        f"guard: prodserve {ours.cpu_us_per_req:.1f} CPU µs/req, granian "
+        f"{theirs.cpu_us_per_req:.1f} CPU µs/req on bare: ratio {actual:.2f} "
+        f"(limit {ratio:.2f}) {verdict}"
+    )
+    return 0 if verdict == "OK" else 1
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def csv_choice(choices: Iterable[str]) -> Callable[[str], list[str]]:
+    """argparse type for comma-separated names drawn from `choices`."""
+    allowed = list(choices)
+
+    def parse(value: str) -> list[str]:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)} (got {value!r})")
+        return names
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Plan, argparse.Namespace]:
+    """CLI; --quick only changes defaults, explicit flags still win."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=int, help="measured seconds per cell (default 10)")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument(
+        "--servers",
+        type=csv_choice(SERVERS),
+        help=f"comma list from {','.join(SERVERS)} (default prodserve,gunicorn,granian)",
+    )
+    p.add_argument(
+        "--workloads",
+        type=csv_choice(WORKLOADS),
+        help=f"comma list from {','.join(WORKLOADS)} (default bare,django)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI mode: 3s, bare only, prodserve+granian, 1s warmup, no results files",
+    )
+    p.add_argument(
+        "--guard",
+        type=float,
+        metavar="RATIO",
+        help="exit 1 if prodserve/granian CPU per request on bare exceeds RATIO",
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        help="markdown report path (default bench/results.md; none with --quick); "
+        "a .png with the same stem is written next to it if matplotlib is available",
+    )
+    args = p.parse_args(argv)
+    quick = args.quick
+    servers = args.servers or (
+        ["prodserve", "granian"] if quick else ["prodserve", "gunicorn", "granian"]
+    )
+    workloads = args.workloads or (["bare"] if quick else ["bare", "django"])
+    if args.guard is not None:  # the guard needs both sides of its comparison
+        servers += [s for s in ("prodserve", "granian") if s not in servers]
+        workloads = workloads if "bare" in workloads else ["bare", *workloads]
+    plan = Plan(
+        servers=servers,
+        workloads=workloads,
+        duration=args.duration or (3 if quick else 10),
+        warmup=1 if quick else 2,
+        connections=args.connections,
+    )
+    if args.output is None and not quick:
+        args.output = BENCH_DIR / "results.md"
+    return plan, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the plan, print/write the report, apply the guard."""
+    plan, args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        progress("wrk not found on PATH (apt-get install wrk)")
+        return 2
+    if not (TESTPROJECT / "testproject").is_dir():
+        progress(f"{TESTPROJECT} is missing; nothing to serve")
+        return 2
+    atexit.register(kill_all_servers)
+    # Turn SIGTERM/SIGHUP into SystemExit so `finally` blocks stop the servers gracefully.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+    results, notes = run_plan(plan)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        note = plot(results, plan, args.output.with_suffix(".png"))
+        if note:
+            notes.append(note)
+    report = render(results, notes, plan)
+    print(report)
+    if args.output:
+        args.output.write_text(report)
+        progress(f"wrote {args.output}")
+    return check_guard(results, args.guard) if args.guard is not None else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

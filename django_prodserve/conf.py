@@ -1,0 +1,370 @@
+"""Every setting, declared once.
+
+Each `Setting` names a gunicorn-compatible key of ``settings.PRODSERVE`` and says how to convert and
+validate a value, its default, its command-line flags and its help. That one declaration drives the
+command's options, the ``PRODSERVE_<NAME>`` environment variables, the system checks and the docs.
+Precedence: defaults < settings.PRODSERVE < environment < command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .server.sockets import parse_bind
+
+ENV_PREFIX = "PRODSERVE_"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class Invalid(ValueError):
+    """A value a setting cannot take; the message says what it must be."""
+
+
+def integer(minimum: int = 0) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise Invalid(f"must be an integer >= {minimum}, not {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise Invalid(f"must be an integer >= {minimum}, not {value!r}") from None
+        if isinstance(value, float) and value != number:
+            raise Invalid(f"must be an integer >= {minimum}, not {value!r}")
+        if number < minimum:
+            raise Invalid(f"must be an integer >= {minimum}, not {number}")
+        return number
+
+    return convert
+
+
+def number(minimum: float = 0) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool):
+            raise Invalid(f"must be a number >= {minimum}, not {value!r}")
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise Invalid(f"must be a number >= {minimum}, not {value!r}") from None
+        if not result >= minimum:
+            raise Invalid(f"must be a number >= {minimum}, not {value!r}")
+        return result
+
+    return convert
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise Invalid(f"must be True or False (in the environment: 1/0, true/false), not {value!r}")
+
+
+def optional_string(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise Invalid(f"must be a string or None, not {value!r}")
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if isinstance(value, str) and value.lower() in options:
+            return value.lower()
+        raise Invalid(f"must be one of {', '.join(options)}, not {value!r}")
+
+    return convert
+
+
+def bind_list(value: Any) -> tuple[str, ...]:
+    """Addresses to listen on: a list, or one string (comma-separated in the environment)."""
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        items = list(value)
+    else:
+        raise Invalid(f"must be a list of addresses such as ['127.0.0.1:8000'], not {value!r}")
+    if not items:
+        raise Invalid("must name at least one address, such as '127.0.0.1:8000'")
+    for item in items:
+        try:
+            parse_bind(item)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+    return tuple(items)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    convert: Callable[[Any], Any]
+    help: str
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def is_flag(self) -> bool:
+        return self.convert is boolean
+
+    @property
+    def is_list(self) -> bool:
+        return self.convert is bind_list
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "bind",
+        ("127.0.0.1:8000",),
+        bind_list,
+        "Address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N. Repeat for several.",
+        ("-b", "--bind"),
+        "ADDRESS",
+    ),
+    Setting(
+        "backlog",
+        2048,
+        integer(1),
+        "Pending connections the kernel queues per socket.",
+        ("--backlog",),
+        "N",
+    ),
+    Setting(
+        "workers", 1, integer(1), "Worker processes serving requests.", ("-w", "--workers"), "N"
+    ),
+    Setting(
+        "threads",
+        1,
+        integer(1),
+        "Threads per worker running the app; 1 runs it inline in the event loop.",
+        ("--threads",),
+        "N",
+    ),
+    Setting(
+        "worker_connections",
+        1000,
+        integer(1),
+        "Open client connections a worker holds at most; past it, it stops accepting.",
+        ("--worker-connections",),
+        "N",
+    ),
+    Setting(
+        "timeout",
+        30.0,
+        number(0),
+        "Seconds a worker may stay silent (a request running counts) before it is killed and "
+        "its traceback logged. 0 disables.",
+        ("-t", "--timeout"),
+        "SECONDS",
+    ),
+    Setting(
+        "graceful_timeout",
+        30.0,
+        number(0),
+        "Seconds workers get to finish in-flight requests on a graceful stop.",
+        ("--graceful-timeout",),
+        "SECONDS",
+    ),
+    Setting(
+        "keepalive",
+        5.0,
+        number(0),
+        "Seconds an idle keep-alive connection is held open. 0 closes after each response.",
+        ("--keep-alive",),
+        "SECONDS",
+    ),
+    Setting(
+        "max_requests",
+        0,
+        integer(0),
+        "Requests a worker serves before it is replaced. 0 disables.",
+        ("--max-requests",),
+        "N",
+    ),
+    Setting(
+        "max_requests_jitter",
+        0,
+        integer(0),
+        "Random extra requests (0..N) added to max_requests per worker, so they don't all "
+        "restart at once.",
+        ("--max-requests-jitter",),
+        "N",
+    ),
+    Setting(
+        "preload_app",
+        False,
+        boolean,
+        "Import the app in the master before forking: faster boot, shared memory.",
+        ("--preload",),
+    ),
+    Setting(
+        "limit_request_line",
+        4094,
+        integer(0),
+        "Longest request line in bytes (414 past it). 0 means the internal cap of 65536.",
+        ("--limit-request-line",),
+        "BYTES",
+    ),
+    Setting(
+        "limit_request_fields",
+        100,
+        integer(0),
+        "Most header fields in a request (431 past it). 0 means the internal cap of 32768.",
+        ("--limit-request-fields",),
+        "N",
+    ),
+    Setting(
+        "limit_request_field_size",
+        8190,
+        integer(0),
+        "Longest header field in bytes, name and value (431 past it). 0 means the internal "
+        "cap of 65536.",
+        ("--limit-request-field-size",),
+        "BYTES",
+    ),
+    Setting(
+        "limit_request_body",
+        0,
+        integer(0),
+        "Largest request body in bytes (413 past it). 0 means unlimited.",
+        ("--limit-request-body",),
+        "BYTES",
+    ),
+    Setting(
+        "accesslog",
+        None,
+        optional_string,
+        "Access log: a file path, '-' for stdout, or None for no access log.",
+        ("--access-logfile",),
+        "FILE",
+    ),
+    Setting(
+        "access_log_format",
+        '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+        optional_string,
+        "Access log line, with gunicorn's atoms.",
+        ("--access-logformat",),
+        "FORMAT",
+    ),
+    Setting(
+        "errorlog",
+        "-",
+        optional_string,
+        "Error log: a file path, or '-' for stderr.",
+        ("--error-logfile", "--log-file"),
+        "FILE",
+    ),
+    Setting("loglevel", "info", choice(*LOG_LEVELS), "Error log level.", ("--log-level",), "LEVEL"),
+    Setting(
+        "proc_name",
+        None,
+        optional_string,
+        "Process title base (needs setproctitle, the 'proctitle' extra).",
+        ("-n", "--name"),
+        "NAME",
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+Config = dataclasses.make_dataclass(
+    "Config", [(setting.name, Any) for setting in SETTINGS], frozen=True, slots=True
+)
+Config.__doc__ = "The resolved configuration, passed down to every part of the server."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid value, with where it came from, for a system check or a command error."""
+
+    id: str
+    setting: str
+    source: str
+    message: str
+    hint: str
+
+
+def problems_in_settings(value: Any) -> list[Problem]:
+    if not isinstance(value, Mapping):
+        return [
+            Problem(
+                "prodserve.E001",
+                "PRODSERVE",
+                "settings.PRODSERVE",
+                f"settings.PRODSERVE must be a dict, not {type(value).__name__}.",
+                "Write PRODSERVE = {'workers': 2, ...} in your settings.",
+            )
+        ]
+    found = []
+    for key in value:
+        if key not in BY_NAME:
+            found.append(
+                Problem(
+                    "prodserve.E002",
+                    str(key),
+                    "settings.PRODSERVE",
+                    f"settings.PRODSERVE has an unknown setting {key!r}.",
+                    _suggest(str(key)),
+                )
+            )
+    return found
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key.lower().replace("-", "_"), BY_NAME, n=1)
+    if close:
+        return f"Did you mean {close[0]!r}? Remove or rename the key."
+    return "Remove the key; `manage.py prodserve --help` lists every setting."
+
+
+def resolve(
+    settings_value: Any, environ: Mapping[str, str], cli: Mapping[str, Any]
+) -> tuple[Any, dict[str, str], list[Problem]]:
+    """Merge defaults < settings < environment < CLI. Returns (config, sources, problems).
+
+    With problems the config holds the default in place of every invalid value.
+    """
+    problems = problems_in_settings(settings_value)
+    layers = [
+        (
+            "settings.PRODSERVE",
+            settings_value if isinstance(settings_value, Mapping) else {},
+            "prodserve.E003",
+            lambda s: f"settings.PRODSERVE[{s.name!r}]",
+        ),
+        (
+            "environment",
+            {s.name: environ[s.env_var] for s in SETTINGS if s.env_var in environ},
+            "prodserve.E004",
+            lambda s: s.env_var,
+        ),
+        ("command line", cli, "prodserve.E005", lambda s: s.flags[-1]),
+    ]
+    values = {s.name: s.default for s in SETTINGS}
+    sources = {s.name: "default" for s in SETTINGS}
+    for source, layer, check_id, describe in layers:
+        for name, raw in layer.items():
+            setting = BY_NAME.get(name)
+            if setting is None:
+                continue
+            try:
+                values[name] = setting.convert(raw)
+            except Invalid as exc:
+                where = describe(setting)
+                problems.append(
+                    Problem(
+                        check_id, name, source, f"{where} {exc}.", f"Fix {where}: {setting.help}"
+                    )
+                )
+            else:
+                sources[name] = source
+    return Config(**values), sources, problems

@@ -1,0 +1,172 @@
+"""`manage.py prodserve`: options → config → checks → sockets → banner → master.run()."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from datetime import datetime
+
+import django
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.core.management.commands.runserver import naiveip_re
+from django.core.servers.basehttp import get_internal_wsgi_application
+from django.db import connections
+
+from ... import __version__, logs
+from ...conf import SETTINGS, resolve
+from ...server import sockets, wsgi
+from ...server.master import Master
+from ...server.worker import Listener
+
+
+class Command(BaseCommand):
+    help = "Serves the project on prodserve, a pre-fork HTTP/1.1 server: from laptop to production."
+    # Checks run in handle(), after the configuration is known, like runserver's inner_run().
+    requires_system_checks = []
+    suppressed_base_arguments = {"--verbosity", "--traceback"}
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "addrport", nargs="?", help="Optional port number, or ipaddr:port (replaces bind)."
+        )
+        parser.add_argument(
+            "-6",
+            "--ipv6",
+            action="store_true",
+            dest="use_ipv6",
+            help="Use the IPv6 loopback ::1 when addrport names no address.",
+        )
+        parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
+        parser.add_argument(
+            "--nostatic",
+            action="store_false",
+            dest="use_static_handler",
+            help="Do NOT serve static files at STATIC_URL when DEBUG is on.",
+        )
+        parser.add_argument(
+            "--insecure",
+            action="store_true",
+            dest="insecure_serving",
+            help="Serve static files even if DEBUG is False.",
+        )
+        for setting in SETTINGS:
+            kwargs = {"dest": f"setting_{setting.name}", "default": None, "help": setting.help}
+            if setting.is_flag:
+                kwargs["action"] = "store_const"
+                kwargs["const"] = True
+            else:
+                kwargs["metavar"] = setting.metavar
+                if setting.is_list:
+                    kwargs["action"] = "append"
+            parser.add_argument(*setting.flags, **kwargs)
+
+    def handle(self, *args, **options) -> None:
+        cli = {
+            setting.name: options[f"setting_{setting.name}"]
+            for setting in SETTINGS
+            if options[f"setting_{setting.name}"] is not None
+        }
+        if options["addrport"] or options["use_ipv6"]:
+            cli["bind"] = [self.addrport_to_bind(options["addrport"], options["use_ipv6"])]
+        config, _, problems = resolve(getattr(settings, "PRODSERVE", {}), os.environ, cli)
+        if not settings.DEBUG and not settings.ALLOWED_HOSTS:
+            raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
+        if not options["skip_checks"]:
+            self.stdout.write("Performing system checks...\n\n")
+            self.check(display_num_errors=True)
+            self.check_migrations()
+        if problems:
+            raise CommandError(
+                "Invalid prodserve configuration:\n"
+                + "\n".join(f"  {p.id}: {p.message}\n    HINT: {p.hint}" for p in problems)
+            )
+        connections.close_all()  # the checks may have opened some; workers must not share them
+        logs.configure(config)
+        listeners = self.bind(config)
+        app, load_app = None, self.wsgi_loader(options)
+        if config.preload_app:
+            app = load_app()  # a broken app raises here: traceback and exit 1, no worker forked
+            connections.close_all()
+        self.banner(config, listeners)
+        exit_code = Master(config, listeners, app=app, load_app=load_app).run()
+        if exit_code:
+            sys.exit(exit_code)
+
+    @staticmethod
+    def addrport_to_bind(addrport: str | None, use_ipv6: bool) -> str:
+        """runserver's addrport grammar, as a `bind` entry; runserver's error messages."""
+        default_host = "::1" if use_ipv6 else "127.0.0.1"
+        if not addrport:
+            host, port = default_host, "8000"
+        else:
+            match = naiveip_re.match(addrport)
+            if match is None:
+                raise CommandError(f'"{addrport}" is not a valid port number or address:port pair.')
+            host, _ipv4, ipv6, _fqdn, port = match.groups()
+            if not port.isdigit():
+                raise CommandError(f"{port!r} is not a valid port number.")
+            if ipv6:
+                host = ipv6[1:-1]
+            host = host or default_host
+            if host == "0":
+                host = "0.0.0.0"
+        if ":" in host:
+            if not socket.has_ipv6:
+                raise CommandError("Your Python does not support IPv6.")
+            return f"[{host}]:{port}"
+        return f"{host}:{port}"
+
+    def bind(self, config) -> list[Listener]:
+        multiprocess = config.workers > 1
+        multithread = config.threads > 1
+        listeners = []
+        for text in config.bind:
+            address = sockets.parse_bind(text)
+            try:
+                sock = sockets.bind(address, config.backlog)
+            except sockets.BindError as exc:
+                self.stderr.write(f"Error: {exc}")
+                for listener in listeners:
+                    listener.sock.close()
+                sys.exit(1)
+            bound = sockets.bound_address(sock, address)
+            name, port = (bound.host, str(bound.port)) if bound.kind == "tcp" else (bound.path, "")
+            listeners.append(
+                Listener(sock, wsgi.base_environ(name, port, multithread, multiprocess), bound)
+            )
+        return listeners
+
+    @staticmethod
+    def wsgi_loader(options):
+        """Resolve WSGI_APPLICATION exactly as runserver does; static files in DEBUG like it too."""
+        serve_static = options["use_static_handler"] and (
+            settings.DEBUG or options["insecure_serving"]
+        )
+
+        def load_app():
+            app = get_internal_wsgi_application()
+            if serve_static and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
+                from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+                app = StaticFilesHandler(app)
+            return app
+
+        return load_app
+
+    def banner(self, config, listeners: list[Listener]) -> None:
+        now = datetime.now().strftime("%B %d, %Y - %X")
+        threads = "thread" if config.threads == 1 else "threads"
+        workers = "worker" if config.workers == 1 else "workers"
+        lines = [
+            now,
+            f"Django version {django.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
+            f"prodserve {__version__} on Python {sys.version.split()[0]}: master pid {os.getpid()}, "
+            f"{config.workers} {workers} × {config.threads} {threads}",
+        ]
+        lines += [f"Listening at {sockets.display(listener.address)}" for listener in listeners]
+        quit_key = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
+        lines.append(f"Quit the server with {quit_key}.")
+        self.stdout.write("\n".join(lines))
+        self.stdout.flush()

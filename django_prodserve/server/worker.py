@@ -1,0 +1,411 @@
+"""A worker process: one epoll loop owns the listening sockets and every client connection.
+
+Reads are non-blocking and feed the sans-I/O parser; only complete requests reach the app, inline
+(threads == 1) or on a thread pool. The loop beats a heartbeat the master watches.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from ..logs import log_access, reopen_files
+from . import http, wsgi
+from .heartbeat import Heartbeat
+
+error_log = logging.getLogger("django_prodserve.error")
+access_log = logging.getLogger("django_prodserve.access")
+
+EPOLLIN = select.EPOLLIN
+EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
+RECV_SIZE = 65536
+#: Exit status of a worker whose app failed to import: the master stops instead of respawning.
+BOOT_ERROR = 3
+
+
+class Connection:
+    """One client socket and its parser; the `send`/`sendfile` side of wsgi.handle()."""
+
+    __slots__ = (
+        "sock",
+        "fd",
+        "parser",
+        "remote_addr",
+        "remote_port",
+        "environ_base",
+        "server_header",
+        "keep_alive",
+        "last_active",
+        "busy",
+        "write_timeout",
+    )
+
+    def __init__(self, sock, addr, listener, worker) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.parser = http.RequestParser(worker.limits)
+        if isinstance(addr, tuple):
+            self.remote_addr, self.remote_port = addr[0], str(addr[1])
+        else:
+            self.remote_addr, self.remote_port = "", ""
+        self.environ_base = listener.environ_base
+        self.server_header = b"Server: prodserve\r\n"
+        self.keep_alive = worker.keepalive > 0
+        self.last_active = time.monotonic()
+        self.busy = False
+        self.write_timeout = worker.config.timeout or None
+
+    def send(self, data: bytes) -> None:
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent != len(data):
+            self._send_rest(memoryview(data)[sent:])
+
+    def _send_rest(self, view: memoryview) -> None:
+        """The socket buffer is full: wait for room, up to the timeout, then give up on the client."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLOUT)
+        timeout_ms = None if self.write_timeout is None else int(self.write_timeout * 1000)
+        while view:
+            if not poller.poll(timeout_ms):
+                raise TimeoutError("client did not read the response in time")
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                continue
+
+    def sendfile(self, fd: int, offset: int, count: int) -> None:
+        poller = None
+        end = offset + count
+        while offset < end:
+            try:
+                sent = os.sendfile(self.fd, fd, offset, end - offset)
+            except BlockingIOError:
+                sent = -1
+            if sent == 0:
+                raise ConnectionError("file shrank while it was being sent")
+            if sent > 0:
+                offset += sent
+                continue
+            if poller is None:
+                poller = select.poll()
+                poller.register(self.fd, select.POLLOUT)
+            timeout_ms = None if self.write_timeout is None else int(self.write_timeout * 1000)
+            if not poller.poll(timeout_ms):
+                raise TimeoutError("client did not read the response in time")
+
+
+class Listener:
+    """A bound listening socket and the environ keys its requests share."""
+
+    __slots__ = ("sock", "fd", "environ_base", "address")
+
+    def __init__(self, sock, environ_base, address) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.environ_base = environ_base
+        self.address = address
+
+
+class Worker:
+    def __init__(self, config, listeners, app, load_app, heartbeat: Heartbeat, slot: int) -> None:
+        self.config = config
+        self.listeners = {listener.fd: listener for listener in listeners}
+        self.app = app
+        self.load_app = load_app
+        self.heartbeat = heartbeat
+        self.slot = slot
+        self.limits = http.Limits.from_config(config)
+        self.keepalive = config.keepalive
+        self.master_pid = os.getppid()
+        self.connections: dict[int, Connection] = {}
+        self.alive = True
+        self.stopping = False
+        self.requests = 0
+        self.max_requests = config.max_requests
+        if self.max_requests:
+            self.max_requests += random.randint(0, config.max_requests_jitter)
+        self.pool = None
+        self.finished: deque[Connection] = deque()
+        self.current: http.Request | None = None
+        self.deadline: float | None = None
+        self.access = access_log.isEnabledFor(logging.INFO) and config.accesslog is not None
+
+    # process setup
+
+    def run(self) -> None:
+        """Boot (import the app unless preloaded), then serve until told to stop. Never returns."""
+        self._install_signals()
+        if self.app is None:
+            try:
+                self.app = self.load_app()
+            except BaseException:
+                error_log.error("The app failed to load:\n%s", traceback.format_exc())
+                _exit(BOOT_ERROR)
+        if self.config.threads > 1:
+            self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="prodserve")
+        self.heartbeat.beat(self.slot)
+        try:
+            self.serve()
+        except BaseException:
+            error_log.exception("Worker %d crashed", os.getpid())
+            _exit(1)
+        _exit(0)
+
+    def _install_signals(self) -> None:
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        for signum in (
+            signal.SIGHUP,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+            signal.SIGWINCH,
+            signal.SIGUSR2,
+        ):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, self._graceful)
+        signal.signal(signal.SIGINT, self._fast)
+        signal.signal(signal.SIGQUIT, self._fast)
+        signal.signal(signal.SIGABRT, self._abort)
+        signal.signal(signal.SIGUSR1, self._reopen_logs)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def _graceful(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _fast(self, signum, frame) -> None:
+        _exit(0)
+
+    def _abort(self, signum, frame) -> None:
+        """The master says we are stuck: say where, every thread, then die."""
+        req = self.current
+        what = f"{req.method} {req.target.decode('latin-1')}" if req is not None else "no request"
+        stacks = []
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
+        for ident, stack in sys._current_frames().items():
+            stacks.append(
+                f'Thread "{names.get(ident, ident)}":\n' + "".join(traceback.format_stack(stack))
+            )
+        error_log.error(
+            "Worker %d timed out (no heartbeat for %ss) while serving %s. Stacks:\n%s",
+            os.getpid(),
+            self.config.timeout,
+            what,
+            "\n".join(stacks),
+        )
+        _exit(1)
+
+    def _reopen_logs(self, signum, frame) -> None:
+        reopen_files()
+
+    # the loop
+
+    def serve(self) -> None:
+        epoll = self.epoll = select.epoll()
+        for fd in self.listeners:
+            epoll.register(fd, EPOLLIN | select.EPOLLEXCLUSIVE)
+        epoll.register(self.wake_r, EPOLLIN)
+        connections = self.connections
+        listeners = self.listeners
+        poll = epoll.poll
+        next_tick = 0.0
+        while True:
+            events = poll(1.0)
+            for fd, _ in events:
+                conn = connections.get(fd)
+                if conn is not None:
+                    self.on_readable(conn)
+                elif fd in listeners:
+                    self.accept(listeners[fd])
+                else:
+                    self.on_wake()
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + 1.0
+                self.tick(now)
+            if self.stopping and not self._drain():
+                return
+
+    def tick(self, now: float) -> None:
+        """Once a second: heartbeat, orphan check, idle connections."""
+        self.heartbeat.beat(self.slot)
+        if os.getppid() != self.master_pid:
+            error_log.warning("Worker %d: master died, exiting", os.getpid())
+            _exit(0)
+        idle_limit = self.keepalive
+        request_limit = self.config.timeout or None
+        for conn in list(self.connections.values()):
+            if conn.busy:
+                continue
+            limit = request_limit if conn.parser.in_progress else idle_limit
+            if limit is not None and now - conn.last_active > limit:
+                if conn.parser.in_progress:
+                    self.fail(conn, 408)
+                else:
+                    self.close(conn)
+
+    def accept(self, listener: Listener) -> None:
+        if self.stopping:
+            return
+        limit = self.config.worker_connections
+        for _ in range(64):
+            if len(self.connections) >= limit:
+                return
+            try:
+                sock, addr = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
+                    error_log.warning("accept() failed: %s", exc)
+                    return
+                raise
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, addr, listener, self)
+            self.connections[conn.fd] = conn
+            self.epoll.register(conn.fd, EPOLLIN)
+
+    def on_readable(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(conn)
+            return
+        if not data:
+            self.close(conn)
+            return
+        conn.last_active = time.monotonic()
+        parser = conn.parser
+        try:
+            parser.feed(data)
+        except http.ProtocolError as exc:
+            error_log.info("Bad request from %s: %s", conn.remote_addr or "unix socket", exc.reason)
+            self.fail(conn, exc.status)
+            return
+        if parser.continue_pending:
+            parser.continue_pending = False
+            try:
+                conn.send(http.CONTINUE)
+            except OSError:
+                self.close(conn)
+                return
+        if parser.ready:
+            if self.pool is not None:
+                conn.busy = True
+                self.epoll.modify(conn.fd, 0)
+                self.pool.submit(self.process_threaded, conn)
+            elif not self.process(conn):
+                self.close(conn)
+
+    def process(self, conn: Connection) -> bool:
+        """Serve every complete request the connection has, in order. False: close it."""
+        ready = conn.parser.ready
+        while ready:
+            req = ready.popleft()
+            self.current = req
+            environ = wsgi.build_environ(conn.environ_base, req, conn.remote_addr, conn.remote_port)
+            if self.stopping:
+                conn.keep_alive = False
+            start = time.monotonic() if self.access else 0.0
+            try:
+                ex = wsgi.handle(self.app, conn, req, environ)
+            except OSError:
+                # The client went away mid-response.
+                ex = None
+            self.current = None
+            if self.access and ex is not None:
+                log_access(environ, ex, time.monotonic() - start)
+            self.requests += 1
+            if self.max_requests and self.requests >= self.max_requests and not self.stopping:
+                error_log.info(
+                    "Worker %d served %d requests: recycling", os.getpid(), self.requests
+                )
+                self.stopping = True
+            if ex is None or not ex.keep_alive:
+                return False
+        conn.last_active = time.monotonic()
+        return True
+
+    def process_threaded(self, conn: Connection) -> None:
+        """Pool side: serve, then hand the connection back to the loop thread, which owns epoll."""
+        try:
+            keep = self.process(conn)
+        except BaseException:
+            error_log.exception("Unexpected error in a request thread")
+            keep = False
+        if not keep:
+            conn.keep_alive = False
+        self.finished.append(conn)
+        os.write(self.wake_w, b"c")
+
+    def on_wake(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self.finished:
+            conn = self.finished.popleft()
+            conn.busy = False
+            if conn.keep_alive:
+                self.epoll.modify(conn.fd, EPOLLIN)
+            else:
+                self.close(conn)
+
+    def fail(self, conn: Connection, status: int) -> None:
+        """A protocol error: the error response, then close."""
+        try:
+            conn.send(http.error_response(status, conn.server_header))
+        except OSError:
+            pass
+        self.close(conn)
+
+    def close(self, conn: Connection) -> None:
+        if self.connections.pop(conn.fd, None) is None:
+            return
+        try:
+            self.epoll.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
+        conn.sock.close()
+
+    def _drain(self) -> bool:
+        """Graceful stop: stop accepting, close idle connections. True while work remains."""
+        for fd, listener in list(self.listeners.items()):
+            self.epoll.unregister(fd)
+            listener.sock.close()
+            del self.listeners[fd]
+        for conn in list(self.connections.values()):
+            if not conn.busy and not conn.parser.in_progress:
+                self.close(conn)
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.config.graceful_timeout
+        if time.monotonic() > self.deadline:
+            return False
+        return bool(self.connections)
+
+
+def _exit(code: int) -> None:
+    """Leave without running the master's atexit handlers or flushing its inherited buffers twice."""
+    for handler in logging.getLogger("django_prodserve").handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

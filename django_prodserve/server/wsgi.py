@@ -1,0 +1,387 @@
+"""PEP 3333: a `Request` in, the app called, its response written through the connection.
+
+The connection object (see worker.Connection) supplies `send(bytes)`, `sendfile(file, offset, count)`
+and the peer's address; everything about WSGI itself lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+from urllib.parse import unquote_to_bytes
+
+from . import http
+from .http import Request
+
+error_log = logging.getLogger("django_prodserve.error")
+
+NO_BODY_STATUSES = frozenset((204, 304))
+HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: the worker hands regular files to os.sendfile, iterates anything else."""
+
+    __slots__ = ("filelike", "blksize")
+
+    def __init__(self, filelike, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self):
+        read, size = self.filelike.read, self.blksize
+        while data := read(size):
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+def base_environ(server_name: str, server_port: str, multithread: bool, multiprocess: bool) -> dict:
+    """The keys every request of one listening socket shares; copied per request."""
+    return {
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "SCRIPT_NAME": "",
+        "SERVER_SOFTWARE": "prodserve",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+    }
+
+
+# Header name → environ key, computed once per distinct name; "" marks a dropped name.
+_header_keys: dict[bytes, str] = {
+    b"Content-Type": "CONTENT_TYPE",
+    b"Content-Length": "CONTENT_LENGTH",
+}
+
+
+def _header_key(name: bytes) -> str:
+    text = name.decode("latin-1")
+    if "_" in text:
+        # A client could send X_Forwarded_For to pose as X-Forwarded-For: both map to one key.
+        key = ""
+    else:
+        key = text.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+    if len(_header_keys) < 1024:
+        _header_keys[name] = key
+    return key
+
+
+def build_environ(base: dict, req: Request, remote_addr: str, remote_port: str) -> dict:
+    environ = base.copy()
+    target = req.target
+    path, _, query = target.partition(b"?")
+    if path[:1] != b"/":
+        path = _origin_path(path, environ)
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    environ["REQUEST_METHOD"] = req.method
+    environ["PATH_INFO"] = path.decode("latin-1")
+    environ["QUERY_STRING"] = query.decode("latin-1")
+    environ["RAW_URI"] = target.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == "1.1" else "HTTP/1.0"
+    environ["REMOTE_ADDR"] = remote_addr
+    environ["REMOTE_PORT"] = remote_port
+    environ["wsgi.input"] = req.body
+    keys = _header_keys
+    for name, value in req.headers:
+        key = keys.get(name)
+        if key is None:
+            key = _header_key(name)
+        if not key:
+            continue
+        if key in environ:
+            separator = "; " if key == "HTTP_COOKIE" else ", "
+            environ[key] += separator + value.decode("latin-1")
+        else:
+            environ[key] = value.decode("latin-1")
+    return environ
+
+
+def _origin_path(path: bytes, environ: dict) -> bytes:
+    """Absolute-form (http://host/p) → its path, its host becoming Host; '*' stays as is."""
+    if path == b"*":
+        return path
+    url = http.httptools.parse_url(path)
+    if url.host:
+        environ["HTTP_HOST"] = url.host.decode("latin-1") + (f":{url.port}" if url.port else "")
+    return url.path or b"/"
+
+
+# (name, value) → b"name: value\r\n" for headers passed through as they are. Apps reuse most of
+# their headers, so each is validated and encoded once; cleared when full (Set-Cookie churn).
+_header_lines: dict[tuple[str, str], bytes] = {}
+
+
+class Exchange:
+    """One request's response state: start_response, write(), the head, the body framing."""
+
+    __slots__ = (
+        "conn",
+        "req",
+        "status",
+        "headers",
+        "head_sent",
+        "keep_alive",
+        "chunked",
+        "length",
+        "sent",
+        "code",
+        "bodyless",
+    )
+
+    def __init__(self, conn, req: Request) -> None:
+        self.conn = conn
+        self.req = req
+        self.status: str | None = None
+        self.headers: list = []
+        self.head_sent = False
+        self.keep_alive = req.keep_alive and conn.keep_alive
+        self.chunked = False
+        self.length: int | None = None
+        self.sent = 0
+        self.code = 0
+        self.bodyless = False
+
+    def start_response(self, status: str, headers: list, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() was already called")
+        if type(status) is not str or len(status) < 4 or not status[:3].isdigit():
+            raise ValueError(f"invalid WSGI status {status!r}")
+        self.code = int(status[:3])
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def head(self, body_length: int | None) -> bytes:
+        """Serialise the status line and headers and choose the body framing.
+
+        body_length is the body's size when the server knows it (a one-chunk body, a file).
+        """
+        req = self.req
+        code = self.code
+        lines = [http.status_line(self.status), http.date_header(), self.conn.server_header]
+        append = lines.append
+        cache = _header_lines
+        length = None
+        for pair in self.headers:
+            line = cache.get(pair) if type(pair) is tuple else None
+            if line is None:
+                name, value = pair
+                if type(name) is not str or type(value) is not str:
+                    raise TypeError(f"WSGI header {name!r}: {value!r} must be a pair of str")
+                if "\n" in value or "\r" in value or not _token(name):
+                    raise ValueError(f"invalid character in WSGI header {name!r}: {value!r}")
+                lower = name.lower()
+                if lower == "content-length":
+                    length = int(value)
+                    if length < 0:
+                        raise ValueError(f"negative Content-Length {value!r}")
+                    line = b"Content-Length: %d\r\n" % length
+                elif lower in HOP_BY_HOP:
+                    # The server owns the connection (PEP 3333); an app asking to close is obeyed.
+                    if lower == "connection" and "close" in value.lower():
+                        self.keep_alive = False
+                    continue
+                else:
+                    line = f"{name}: {value}\r\n".encode("latin-1")
+                    if len(cache) >= 4096:
+                        cache.clear()
+                    cache[tuple(pair)] = line
+            append(line)
+        self.bodyless = bodyless = req.method == "HEAD" or code < 200 or code in NO_BODY_STATUSES
+        if length is None and code >= 200 and code not in NO_BODY_STATUSES:
+            if body_length is not None:
+                length = body_length
+                append(b"Content-Length: %d\r\n" % length)
+            elif req.version == "1.1":
+                if not bodyless:
+                    self.chunked = True
+                    append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False
+        self.length = length
+        if not self.keep_alive:
+            append(b"Connection: close\r\n\r\n")
+        elif req.version == "1.0":
+            append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            append(b"\r\n")
+        self.head_sent = True
+        return b"".join(lines)
+
+    def write(self, data: bytes) -> None:
+        """The legacy write() callable, and the body writer for every chunk after the first."""
+        if self.status is None:
+            raise AssertionError("write() before start_response()")
+        if type(data) is not bytes:
+            data = bytes(data)
+        out = b"" if self.head_sent else self.head(None)
+        if data and not self.bodyless:
+            data = self._frame(data)
+            out = out + data if out else data
+        if out:
+            self.conn.send(out)
+
+    def _frame(self, data: bytes) -> bytes:
+        if self.chunked:
+            self.sent += len(data)
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        if self.length is not None:
+            room = self.length - self.sent
+            if len(data) > room:
+                error_log.warning("app sent more than its Content-Length; truncated")
+                data = data[:room]
+                self.keep_alive = False
+        self.sent += len(data)
+        return data
+
+    def finish(self) -> None:
+        if not self.head_sent:
+            self.conn.send(self.head(0))
+        elif self.chunked:
+            self.conn.send(b"0\r\n\r\n")
+        elif self.length is not None and self.sent < self.length and not self.bodyless:
+            error_log.warning("app sent less than its Content-Length; closing the connection")
+            self.keep_alive = False
+
+
+def _token(name: str) -> bool:
+    """RFC 9110 field-name: a non-empty token."""
+    return bool(name) and name.isascii() and not _NOT_TOKEN.intersection(name)
+
+
+_NOT_TOKEN = frozenset('\x00\t\n\r "(),/:;<=>?@[\\]{}\x7f') | frozenset(map(chr, range(32)))
+
+
+def handle(app, conn, req: Request, environ: dict) -> Exchange:
+    """Run the app for one request and write its whole response; return the exchange."""
+    ex = Exchange(conn, req)
+    try:
+        result = app(environ, ex.start_response)
+    except Exception:
+        error_log.exception("Error handling request %s %s", req.method, environ.get("RAW_URI"))
+        _internal_error(conn, ex)
+        return ex
+    try:
+        if type(result) is list and len(result) == 1 and ex.status is not None:
+            # The common case, one chunk: head and body in one send, with a known length.
+            body = result[0]
+            head = ex.head(len(body))
+            conn.send(head if ex.bodyless else head + ex._frame(body))
+            ex.finish()
+        elif type(result) is FileWrapper and not ex.head_sent and req.method != "HEAD":
+            if not _sendfile(conn, ex, result):
+                _write_body(conn, ex, iter(result))
+        else:
+            _write_body(conn, ex, iter(result))
+    except Exception:
+        error_log.exception("Error handling request %s %s", req.method, environ.get("RAW_URI"))
+        if ex.head_sent:
+            ex.keep_alive = False
+        else:
+            _internal_error(conn, ex)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                error_log.exception(
+                    "Error closing the response of %s %s", req.method, environ.get("RAW_URI")
+                )
+                ex.keep_alive = False
+    return ex
+
+
+def _write_body(conn, ex: Exchange, it) -> None:
+    """Send the body, the head riding with its first chunk; a one-chunk body gets a length.
+
+    A generator app may call start_response on its first next(), so the head waits for it.
+    """
+    first = None
+    for chunk in it:
+        if chunk:
+            first = chunk
+            break
+    if ex.status is None:
+        raise AssertionError("the app returned without calling start_response()")
+    if first is None:
+        ex.finish()
+        return
+    if not ex.head_sent:
+        second = next(it, None)
+        while second is not None and not second:
+            second = next(it, None)
+        if second is None:
+            head = ex.head(len(first))
+            conn.send(head if ex.bodyless else head + ex._frame(first))
+            ex.finish()
+            return
+        ex.write(first)
+        first = second
+    ex.write(first)
+    for chunk in it:
+        if chunk:
+            ex.write(chunk)
+    ex.finish()
+
+
+def _sendfile(conn, ex: Exchange, wrapper: FileWrapper) -> bool:
+    """Send a regular file with os.sendfile; False when the file can't take that path."""
+    filelike = wrapper.filelike
+    try:
+        fd = filelike.fileno()
+        info = os.fstat(fd)
+        offset = filelike.tell()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    available = max(info.st_size - offset, 0)
+    conn.send(ex.head(available))
+    if ex.bodyless:
+        return True
+    count = min(ex.length, available)
+    conn.sendfile(fd, offset, count)
+    ex.sent = count
+    if count < ex.length:
+        error_log.warning("file shorter than its Content-Length; closing the connection")
+        ex.keep_alive = False
+    return True
+
+
+def _internal_error(conn, ex: Exchange) -> None:
+    ex.keep_alive = False
+    ex.code = 500
+    conn.send(http.error_response(500, conn.server_header))

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from demo import views
+
+urlpatterns = [
+    path("hello/", views.hello),
+    path("json/", views.json_view),
+    path("db/", views.db_page),
+    path("upload/", views.upload),
+    path("slow/", views.slow),
+    path("stream/", views.stream),
+    path("download/", views.download),
+    path("error/", views.error),
+    path("environ/", views.environ_dump),
+]

@@ -1,0 +1,189 @@
+"""Fixtures that start real `manage.py prodserve` processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MANAGE = ROOT / "testproject" / "manage.py"
+LISTENING = re.compile(r"Listening at http://(?:\[([^\]]+)\]|([^:/]+)):(\d+)/")
+MASTER_PID = re.compile(r"master pid (\d+)")
+
+
+class Server:
+    """A running `prodserve` process: its output, its port, its process tree, its signals."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.args = args
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(MANAGE), "prodserve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = 0
+        self.host = "127.0.0.1"
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 20.0, start: int = 0) -> re.Match:
+        """Wait until a line after index `start` matches; fail with the output if it doesn't."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[start:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(
+                        f"no line matching {pattern!r} within {timeout}s; output:\n{self.output}"
+                    )
+                self._changed.wait(min(remaining, 0.2))
+
+    def mark(self) -> int:
+        """The current output position, for wait_for(start=...)."""
+        with self._changed:
+            return len(self.lines)
+
+    def wait_ready(self) -> Server:
+        match = self.wait_for(LISTENING.pattern)
+        self.host = match.group(1) or match.group(2)
+        self.port = int(match.group(3))
+        self.wait_for(r"Ready: \d+ worker")
+        return self
+
+    @property
+    def master_pid(self) -> int:
+        return int(self.wait_for(MASTER_PID.pattern).group(1))
+
+    def worker_pids(self) -> list[int]:
+        return children_of(self.proc.pid)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the tree (workers of a killed master) goes too.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll a condition that has no event to wait on (a process appearing or vanishing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture(scope="session")
+def project_db(tmp_path_factory) -> Path:
+    """A migrated sqlite database for the test project, made once per session."""
+    db = tmp_path_factory.mktemp("db") / "testproject.sqlite3"
+    env = {**os.environ, "TESTPROJECT_DB": str(db)}
+    subprocess.run([sys.executable, str(MANAGE), "migrate", "-v0"], check=True, env=env)
+    return db
+
+
+@pytest.fixture
+def start_server(project_db, tmp_path):
+    """start_server(*args, env={...}, settings="testproject.settings", ready=True) -> Server."""
+    servers: list[Server] = []
+
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        settings: str | None = None,
+        ready: bool = True,
+        cwd: Path | None = None,
+    ) -> Server:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
+        full_env.update(TESTPROJECT_DB=str(project_db), PYTHONUNBUFFERED="1")
+        if settings:
+            full_env["DJANGO_SETTINGS_MODULE"] = settings
+        full_env.update(env or {})
+        if not any(a.startswith(("127.", "[::1]", "-b", "--bind")) or a.isdigit() for a in args):
+            args = ("127.0.0.1:0", *args)
+        server = Server(list(args), full_env, cwd or ROOT)
+        servers.append(server)
+        return server.wait_ready() if ready else server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def project_copy(tmp_path) -> Path:
+    """A writable copy of the test project, for tests that edit its code."""
+    target = tmp_path / "project"
+    shutil.copytree(
+        ROOT / "testproject",
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles"),
+    )
+    return target
