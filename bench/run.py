@@ -198,7 +198,7 @@ class Result:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     cpu_us_per_req: float = 0.0
-    bad_responses: int = 0
+    problems: str = ""
     background_cores: float = 0.0  # CPU used by neither server nor wrk during the run
     error: str = ""
 
@@ -393,7 +393,7 @@ class WrkRun:
     rps: float
     p50_ms: float
     p99_ms: float
-    bad_responses: int
+    problems: str  # wrk's socket error / non-2xx lines, empty when there were none
 
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -413,16 +413,16 @@ def parse_wrk(text: str) -> WrkRun:
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.MULTILINE)
     if not reqs or not rps:
         raise ValueError(f"unexpected wrk output:\n{text}")
-    socket_errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    bad = sum(map(int, socket_errors.groups())) if socket_errors else 0
-    bad += int(non_2xx.group(1)) if non_2xx else 0
+    # wrk prints these two lines only when the counts are not all zero.
+    problems = re.findall(
+        r"^\s*((?:Socket errors|Non-2xx or 3xx responses):.*)$", text, re.MULTILINE
+    )
     return WrkRun(
         requests=int(reqs.group(1)),
         rps=float(rps.group(1)),
         p50_ms=_latency_ms(text, "50"),
         p99_ms=_latency_ms(text, "99"),
-        bad_responses=bad,
+        problems="; ".join(problems),
     )
 
 
@@ -497,8 +497,8 @@ def bench_one(
         f"[{tag}] {result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, "
         f"p99 {result.p99_ms:.2f} ms, {result.cpu_us_per_req:.1f} CPU us/req"
     )
-    if result.bad_responses:
-        notes.append(f"{tag}: {result.bad_responses} socket errors / non-2xx responses")
+    if result.problems:
+        notes.append(f"{tag}: {result.problems}")
     if result.background_cores > BACKGROUND_NOTE_CORES:
         notes.append(
             f"{tag}: other processes used {result.background_cores:.2f} cores during the run; "
@@ -532,7 +532,7 @@ def measure(name: str, workload: Workload, proc: subprocess.Popen, url: str, pla
         p50_ms=run.p50_ms,
         p99_ms=run.p99_ms,
         cpu_us_per_req=server_cpu * 1e6 / run.requests,
-        bad_responses=run.bad_responses,
+        problems=run.problems,
         background_cores=max(other_cpu, 0.0) / elapsed,
     )
 

@@ -71,6 +71,41 @@ def optional_string(value: Any) -> str | None:
     raise Invalid(f"must be a string or None, not {value!r}")
 
 
+def octal(value: Any) -> int | None:
+    """A umask: an int, or a string in octal ('022', '0o022'); None leaves the process's alone."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        result = value
+    elif isinstance(value, str):
+        try:
+            result = int(value, 8) if value.strip() else None
+        except ValueError:
+            raise Invalid(f"must be an octal number such as '022', not {value!r}") from None
+    else:
+        raise Invalid(f"must be an octal number such as '022' or 0o22, not {value!r}")
+    if result is not None and not 0 <= result <= 0o777:
+        raise Invalid(f"must be between 0 and 0o777, not {value!r}")
+    return result
+
+
+def hook(value: Any) -> Any:
+    """A server hook: a callable, or the dotted path of one (imported when the server starts)."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str) and all(part.isidentifier() for part in value.split(".")):
+        if "." in value:
+            return value
+    raise Invalid(f"must be a callable or a dotted path such as 'myproject.hooks.on_starting', "
+                  f"not {value!r}")
+
+
+def url_path(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.startswith("/") and value.isascii() and " " not in value:
+        return value
+    raise Invalid(f"must be a URL path starting with '/', such as '/-/health', not {value!r}")
+
+
 def choice(*options: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if isinstance(value, str) and value.lower() in options:
@@ -271,6 +306,52 @@ SETTINGS: tuple[Setting, ...] = (
         ("-n", "--name"),
         "NAME",
     ),
+)
+
+HOOKS: dict[str, str] = {
+    "on_starting": "on_starting(server): in the master, before sockets are bound.",
+    "when_ready": "when_ready(server): in the master, once every worker is up.",
+    "pre_fork": "pre_fork(server, worker): in the master, just before a worker is forked.",
+    "post_fork": "post_fork(server, worker): in the worker, just after the fork.",
+    "worker_int": "worker_int(worker): in the worker, on SIGINT or SIGQUIT.",
+    "worker_abort": "worker_abort(worker): in the worker, on SIGABRT (timeout), after the traceback.",
+    "pre_exec": "pre_exec(server): in the new master on SIGUSR2, just before exec.",
+    "worker_exit": "worker_exit(server, worker): in the master, after a worker has exited.",
+    "on_exit": "on_exit(server): in the master, just before it exits.",
+}
+
+SETTINGS += (
+    Setting("max_worker_memory", 0, integer(0),
+            "Recycle a worker, gracefully after its current request, once its RSS exceeds this "
+            "many MiB. 0 disables.", ("--max-worker-memory",), "MIB"),
+    Setting("max_worker_lifetime", 0.0, number(0),
+            "Recycle a worker gracefully after this many seconds. 0 disables.",
+            ("--max-worker-lifetime",), "SECONDS"),
+    Setting("max_worker_lifetime_jitter", 0.0, number(0),
+            "Random extra seconds (0..N) added to max_worker_lifetime per worker.",
+            ("--max-worker-lifetime-jitter",), "SECONDS"),
+    Setting("health_check_path", None, url_path,
+            "A path the worker answers itself, without entering Django: 200 'ok' while serving, "
+            "503 once a graceful stop began. None disables.", ("--health-check-path",), "PATH"),
+    Setting("reuse_port", False, boolean, "Set SO_REUSEPORT on TCP sockets.", ("--reuse-port",)),
+    Setting("pidfile", None, optional_string, "Write the master's pid to this file.",
+            ("-p", "--pid"), "FILE"),
+    Setting("umask", None, octal,
+            "umask of the server processes (affects unix socket permissions), e.g. '007'. None "
+            "leaves it as inherited.", ("-m", "--umask"), "OCTAL"),
+    Setting("user", None, optional_string,
+            "Workers switch to this user (name or uid) after the sockets are bound.",
+            ("-u", "--user"), "USER"),
+    Setting("group", None, optional_string,
+            "Workers switch to this group (name or gid) after the sockets are bound.",
+            ("-g", "--group"), "GROUP"),
+    Setting("worker_tmp_dir", None, optional_string,
+            "Directory for request bodies spooled to disk (over 1 MiB). None: the system's temp "
+            "directory. The heartbeat needs no file: it lives in shared memory.",
+            ("--worker-tmp-dir",), "DIR"),
+) + tuple(
+    Setting(name, None, hook, f"Server hook {text}", (f"--{name.replace('_', '-')}",), "DOTTED.PATH")
+    for name, text in HOOKS.items()
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

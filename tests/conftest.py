@@ -166,7 +166,8 @@ def start_server(project_db, tmp_path):
         if settings:
             full_env["DJANGO_SETTINGS_MODULE"] = settings
         full_env.update(env or {})
-        if not any(a.startswith(("127.", "[::1]", "-b", "--bind")) or a.isdigit() for a in args):
+        # An addrport comes first; -b/--bind anywhere; otherwise a free loopback port.
+        if not (args and not args[0].startswith("-")) and not {"-b", "--bind"} & set(args):
             args = ("127.0.0.1:0", *args)
         server = Server(list(args), full_env, cwd or ROOT)
         servers.append(server)
@@ -187,3 +188,29 @@ def project_copy(tmp_path) -> Path:
         ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3", "staticfiles"),
     )
     return target
+
+
+@pytest.fixture(scope="module")
+def start_module_server(project_db):
+    """Like start_server, but its servers live for the whole test module: one boot, many tests.
+
+    For tests that only send requests and read responses; anything that signals, kills or
+    reconfigures a server uses start_server.
+    """
+    servers: list[Server] = []
+
+    def start(*args: str, settings: str | None = None) -> Server:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
+        full_env.update(TESTPROJECT_DB=str(project_db), PYTHONUNBUFFERED="1")
+        if settings:
+            full_env["DJANGO_SETTINGS_MODULE"] = settings
+        # An address comes first or after -b; "-w 2" is no port (start_server mistakes it for one).
+        if not args or (args[0].startswith("-") and not {"-b", "--bind"} & set(args)):
+            args = ("127.0.0.1:0", *args)
+        server = Server(list(args), full_env, ROOT)
+        servers.append(server)
+        return server.wait_ready()
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -74,6 +74,9 @@ class RequestParser:
         #: Set when a request asked for 100-continue; the connection sends CONTINUE and clears it.
         self.continue_pending = False
         self._parser = httptools.HttpRequestParser(self)
+        self._max_line = limits.request_line
+        self._max_fields = limits.fields
+        self._max_field_size = limits.field_size
         self._max_head = limits.request_line + limits.fields * (limits.field_size + 4) + 4
         self._reset()
 
@@ -91,7 +94,6 @@ class RequestParser:
 
     def feed(self, data: bytes) -> None:
         """Parse more bytes. Raises ProtocolError; after one, the parser is unusable."""
-        self.in_progress = True
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._max_head:
@@ -112,16 +114,17 @@ class RequestParser:
     # llhttp callbacks
 
     def on_url(self, url: bytes) -> None:
+        self.in_progress = True
         self._url += url
-        if len(self._url) > self.limits.request_line:
+        if len(self._url) > self._max_line:
             raise ProtocolError(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
-        if len(headers) >= self.limits.fields:
+        if len(headers) >= self._max_fields:
             raise ProtocolError(431, "too many header fields")
         size = len(name)
-        if size + len(value) > self.limits.field_size:
+        if size + len(value) > self._max_field_size:
             raise ProtocolError(431, "header field too large")
         # Only names of these lengths can matter to us: lower-case just those.
         if size == 4:
@@ -141,6 +144,10 @@ class RequestParser:
         if self._hosts != 1 and (version == "1.1" or self._hosts > 1):
             raise ProtocolError(400, "exactly one Host header is required")
         self._in_head = False
+        # Anything llhttp reports after this is a chunked trailer: counted against the limits,
+        # never merged into the request's headers (a trailer must not pose as a header).
+        self._request_headers = self._headers
+        self._headers = []
         length = self._length
         if length is not None:
             if self.limits.body and length > self.limits.body:
@@ -165,18 +172,22 @@ class RequestParser:
         else:
             body.seek(0)
         parser = self._parser
+        method = parser.get_method()
         self.ready.append(
             Request(
-                parser.get_method().decode("ascii"),
+                _METHODS.get(method) or method.decode("ascii"),
                 self._url,
                 self.version,
-                self._headers,
+                self._request_headers,
                 body,
                 parser.should_keep_alive(),
             )
         )
         self.continue_pending = False
         self._reset()
+
+
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 
 
 class _EmptyBody:

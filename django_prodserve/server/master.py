@@ -11,11 +11,13 @@ import logging
 import os
 import select
 import signal
+import socket
 import time
 from dataclasses import dataclass
 
 from ..logs import reopen_files
 from .heartbeat import Heartbeat
+from .hooks import Hooks
 from .worker import BOOT_ERROR, Worker
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -29,9 +31,15 @@ HANDLED = (
     signal.SIGTTIN,
     signal.SIGTTOU,
     signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
 )
 #: Seconds a worker gets between SIGABRT (log your traceback) and SIGKILL.
 ABORT_GRACE = 5.0
+#: Workers dying this many times in a row before they boot: give up instead of respawning forever.
+MAX_BOOT_FAILURES = 5
+#: Environment variable carrying listening fds to a re-executed master (SIGUSR2).
+LISTEN_FDS_ENV = "PRODSERVE_LISTEN_FDS"
 
 
 @dataclass
@@ -39,6 +47,7 @@ class WorkerProcess:
     pid: int
     slot: int
     spawned: float
+    generation: int
     booted: bool = False
     stopping: bool = False
     aborted_at: float | None = None
@@ -49,22 +58,26 @@ def set_title(role: str, config) -> None:
         from setproctitle import setproctitle
     except ImportError:
         return
-    name = config.proc_name or "prodserve"
-    setproctitle(f"{name}: {role}")
+    setproctitle(f"{config.proc_name or 'prodserve'}: {role}")
 
 
 class Master:
-    def __init__(self, config, listeners, app=None, load_app=None) -> None:
+    def __init__(self, config, listeners=(), app=None, load_app=None) -> None:
         self.config = config
-        self.listeners = listeners
+        self.listeners = list(listeners)
         self.app = app
         self.load_app = load_app
+        self.hooks = Hooks(config)
         self.num_workers = config.workers
         self.workers: dict[int, WorkerProcess] = {}
         self.heartbeat = Heartbeat()
+        self.generation = 0
         self.stop_deadline: float | None = None
         self.exit_code = 0
         self.ready = False
+        self.boot_failures = 0
+        self.spawn_after = 0.0
+        self.new_master: int | None = None
 
     def run(self) -> int:
         """Serve until stopped; the return value is the process exit status."""
@@ -73,26 +86,30 @@ class Master:
         for signum in HANDLED:
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.write_pidfile(self.config.pidfile)
         if self.app is not None:
             gc.freeze()  # keep the preloaded app's pages shared after fork (no refcount writes)
         try:
-            self.spawn_missing()
             while self.workers or self.stop_deadline is None:
+                now = time.monotonic()
+                if self.stop_deadline is None:
+                    self.spawn_missing(now)
                 for signum in self._wait(0.1 if not self.ready else 1.0):
                     self.on_signal(signum)
                 self.reap()
                 now = time.monotonic()
                 if self.stop_deadline is None:
-                    self.spawn_missing()
                     self.check_boot()
                     self.check_timeouts(now)
                 elif now > self.stop_deadline:
                     self.kill_all(signal.SIGKILL)
-                    self.stop_deadline = now + 1e9
+                    self.stop_deadline = float("inf")
         finally:
             for listener in self.listeners:
                 listener.sock.close()
             signal.set_wakeup_fd(-1)
+            self.hooks("on_exit", self)
+            self.remove_pidfile()
         error_log.info("Shutdown complete")
         return self.exit_code
 
@@ -112,17 +129,19 @@ class Master:
 
     def on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
-            return
-        name = signal.Signals(signum).name
+            return  # reaped below; also how a retiring worker wakes us
+        stopping = self.stop_deadline is not None
         if signum == signal.SIGTERM:
-            self.stop(graceful=True, why=name)
+            self.stop(graceful=True, why="SIGTERM")
         elif signum in (signal.SIGINT, signal.SIGQUIT):
-            self.stop(graceful=False, why=name)
-        elif signum == signal.SIGHUP and self.stop_deadline is None:
-            error_log.info("SIGHUP: starting new workers, stopping the old ones gracefully")
+            self.stop(graceful=False, why=signal.Signals(signum).name)
+        elif stopping:
+            return
+        elif signum == signal.SIGHUP:
+            error_log.info("SIGHUP: starting new workers, then stopping the old ones gracefully")
+            self.generation += 1
+            self.num_workers = self.num_workers or self.config.workers
             self.ready = False
-            for worker in self.workers.values():
-                self.stop_worker(worker, signal.SIGTERM)
         elif signum == signal.SIGTTIN:
             self.num_workers += 1
             error_log.info("SIGTTIN: %d workers", self.num_workers)
@@ -130,9 +149,15 @@ class Master:
             self.num_workers -= 1
             error_log.info("SIGTTOU: %d workers", self.num_workers)
             self.trim()
+        elif signum == signal.SIGWINCH:
+            error_log.info("SIGWINCH: stopping all workers gracefully; SIGHUP starts them again")
+            self.num_workers = 0
+            self.trim()
         elif signum == signal.SIGUSR1:
             reopen_files()
             self.kill_all(signal.SIGUSR1)
+        elif signum == signal.SIGUSR2:
+            self.reexec()
 
     def stop(self, graceful: bool, why: str) -> None:
         if self.stop_deadline is not None and graceful:
@@ -145,6 +170,8 @@ class Master:
             error_log.info("%s: stopping now", why)
             self.stop_deadline = time.monotonic() + 1.0
             sig = signal.SIGQUIT
+        # The workers' copies of the listening sockets stay open until they have accepted what
+        # is already in the backlog (worker._drain); the master's own copies go now.
         for listener in self.listeners:
             listener.sock.close()
         for worker in self.workers.values():
@@ -152,19 +179,28 @@ class Master:
 
     # workers
 
-    def spawn_missing(self) -> None:
-        current = [w for w in self.workers.values() if not w.stopping]
-        for _ in range(self.num_workers - len(current)):
+    def current(self) -> list[WorkerProcess]:
+        """Workers of the newest generation that are not on their way out."""
+        return [
+            w for w in self.workers.values() if w.generation == self.generation and not w.stopping
+        ]
+
+    def spawn_missing(self, now: float) -> None:
+        if now < self.spawn_after:
+            return
+        for _ in range(self.num_workers - len(self.current())):
             self.spawn()
 
     def spawn(self) -> None:
         used = {worker.slot for worker in self.workers.values()}
         slot = next(n for n in range(self.heartbeat.slots) if n not in used)
-        self.heartbeat.beat(slot)
-        spawned = self.heartbeat.last(slot)
+        stamp = self.heartbeat.reset(slot)
+        record = WorkerProcess(0, slot, stamp, self.generation)
+        self.hooks("pre_fork", self, record)
         pid = os.fork()
         if pid:
-            self.workers[pid] = WorkerProcess(pid, slot, spawned)
+            record.pid = pid
+            self.workers[pid] = record
             error_log.debug("Booting worker %d", pid)
             return
         # child
@@ -172,8 +208,14 @@ class Master:
             signal.set_wakeup_fd(-1)
             os.close(self.wake_r)
             os.close(self.wake_w)
+            record.pid = os.getpid()
             set_title("worker", self.config)
-            Worker(self.config, self.listeners, self.app, self.load_app, self.heartbeat, slot).run()
+            worker = Worker(
+                self.config, self.listeners, self.app, self.load_app, self.heartbeat, slot,
+                self.hooks,
+            )
+            self.hooks("post_fork", self, worker)
+            worker.run()
         finally:
             os._exit(1)
 
@@ -187,9 +229,7 @@ class Master:
 
     def trim(self) -> None:
         """Stop the oldest workers beyond the wanted number."""
-        current = sorted(
-            (w for w in self.workers.values() if not w.stopping), key=lambda w: w.spawned
-        )
+        current = sorted(self.current(), key=lambda w: w.spawned)
         for worker in current[: max(0, len(current) - self.num_workers)]:
             self.stop_worker(worker, signal.SIGTERM)
 
@@ -201,34 +241,62 @@ class Master:
                 return
             if pid == 0:
                 return
+            code = os.waitstatus_to_exitcode(status)
+            if pid == self.new_master:
+                self.new_master_exited(code)
             worker = self.workers.pop(pid, None)
             if worker is None:
-                continue  # not ours (we may be PID 1): reaped, nothing more to do
-            code = os.waitstatus_to_exitcode(status)
-            if code == BOOT_ERROR and not worker.booted:
-                error_log.error("Worker %d failed to boot: stopping (fix the error above)", pid)
-                self.exit_code = 1
-                self.stop(graceful=False, why="boot failure")
-            elif not worker.stopping and self.stop_deadline is None:
-                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-                log = error_log.info if code == 0 else error_log.warning
-                log("Worker %d exited (%s); starting a new one", pid, how)
+                continue  # not a worker (we may be PID 1 and inherit orphans): reaped, done
+            self.hooks("worker_exit", self, worker)
+            if self.stop_deadline is None and not worker.stopping:
+                self.worker_died(worker, code)
+
+    def worker_died(self, worker: WorkerProcess, code: int) -> None:
+        """An unplanned exit: respawn, backing off when workers die before they boot."""
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        if code == BOOT_ERROR and not worker.booted:
+            error_log.error("Worker %d failed to boot: stopping (fix the error above)", worker.pid)
+            self.exit_code = 1
+            self.stop(graceful=False, why="boot failure")
+            return
+        if worker.booted:
+            self.boot_failures = 0
+            error_log.warning("Worker %d exited (%s); starting a new one", worker.pid, how)
+            return
+        self.boot_failures += 1
+        if self.boot_failures >= MAX_BOOT_FAILURES:
+            error_log.error("%d workers in a row died before booting (last: %s): giving up",
+                            self.boot_failures, how)
+            self.exit_code = 1
+            self.stop(graceful=False, why="repeated boot failures")
+            return
+        delay = min(0.1 * 2**self.boot_failures, 5.0)
+        error_log.warning("Worker %d died before booting (%s); retrying in %.1fs", worker.pid,
+                          how, delay)
+        self.spawn_after = time.monotonic() + delay
 
     def check_boot(self) -> None:
-        """Mark workers booted once they beat; say 'ready' once every wanted worker is."""
+        """Mark workers booted once they beat; retire the old generation once the new one is up."""
         for worker in self.workers.values():
             if not worker.booted and self.heartbeat.last(worker.slot) > worker.spawned:
                 worker.booted = True
+                self.boot_failures = 0
                 error_log.debug("Worker %d ready", worker.pid)
-        if not self.ready:
-            current = [w for w in self.workers.values() if not w.stopping]
-            if len(current) >= self.num_workers and all(w.booted for w in current):
-                self.ready = True
-                error_log.info(
-                    "Ready: %d worker(s), pids %s",
-                    len(current),
-                    " ".join(str(w.pid) for w in current),
-                )
+            if not worker.stopping and self.heartbeat.retiring(worker.slot):
+                worker.stopping = True  # it stops by itself; its replacement starts now
+        if self.ready:
+            return
+        current = self.current()
+        if len(current) >= self.num_workers and all(w.booted for w in current):
+            self.ready = True
+            for worker in list(self.workers.values()):
+                if worker.generation != self.generation and not worker.stopping:
+                    self.stop_worker(worker, signal.SIGTERM)
+            error_log.info("Ready: %d worker(s), pids %s", len(current),
+                           " ".join(str(w.pid) for w in current))
+            if self.generation == 0:
+                self.hooks("when_ready", self)
+                notify_systemd(b"READY=1")
 
     def check_timeouts(self, now: float) -> None:
         timeout = self.config.timeout
@@ -242,14 +310,85 @@ class Master:
             silent = now - self.heartbeat.last(worker.slot)
             if silent > timeout:
                 error_log.error(
-                    "Worker %d silent for %.1fs (timeout %ss): aborting it",
-                    worker.pid,
-                    silent,
-                    timeout,
+                    "Worker %d silent for %.1fs (timeout %ss): aborting it; its traceback follows",
+                    worker.pid, silent, timeout,
                 )
                 worker.aborted_at = now
                 worker.stopping = True
                 _kill(worker.pid, signal.SIGABRT)
+
+    # zero-downtime upgrade (SIGUSR2)
+
+    def reexec(self) -> None:
+        """Start a new master from the code on disk, handing it our listening sockets.
+
+        Both masters serve until the operator stops the old one (TERM, or WINCH then TERM).
+        """
+        if self.new_master is not None:
+            error_log.warning("SIGUSR2 ignored: new master %d is still running", self.new_master)
+            return
+        from django.utils.autoreload import get_child_arguments
+
+        args = get_child_arguments()
+        fds = [listener.sock.fileno() for listener in self.listeners]
+        env = {**os.environ, LISTEN_FDS_ENV: ",".join(map(str, fds))}
+        pid = os.fork()
+        if pid:
+            self.new_master = pid
+            error_log.info("SIGUSR2: started new master %d", pid)
+            self.move_pidfile(self.config.pidfile, self.config.pidfile + ".oldbin")
+            return
+        try:
+            signal.set_wakeup_fd(-1)
+            for fd in fds:
+                os.set_inheritable(fd, True)
+            self.hooks("pre_exec", self)
+            os.execve(args[0], args, env)
+        finally:
+            os._exit(1)
+
+    def new_master_exited(self, code: int) -> None:
+        error_log.warning("New master %d exited (status %d); this master carries on",
+                          self.new_master, code)
+        self.new_master = None
+        self.move_pidfile(self.config.pidfile + ".oldbin", self.config.pidfile)
+
+    # pidfile
+
+    def write_pidfile(self, path: str | None) -> None:
+        if path:
+            with open(path, "w") as f:
+                f.write(f"{os.getpid()}\n")
+
+    def move_pidfile(self, old: str | None, new: str | None) -> None:
+        if self.config.pidfile and old and new:
+            try:
+                os.replace(old, new)
+            except FileNotFoundError:
+                self.write_pidfile(new)
+
+    def remove_pidfile(self) -> None:
+        for path in (self.config.pidfile, self.config.pidfile and self.config.pidfile + ".oldbin"):
+            try:
+                with open(path) as f:
+                    if int(f.read().strip() or 0) == os.getpid():
+                        os.unlink(path)
+            except (TypeError, FileNotFoundError, ValueError):
+                pass
+
+
+def notify_systemd(message: bytes) -> None:
+    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd gave one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message, address)
+    except OSError as exc:
+        error_log.warning("Could not notify systemd: %s", exc)
 
 
 def _noop(signum, frame) -> None:

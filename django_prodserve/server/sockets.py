@@ -68,11 +68,12 @@ class BindError(Exception):
     """A socket could not be bound; the message is fit for the console."""
 
 
-def bind(address: Address, backlog: int) -> socket.socket:
+def bind(address: Address, backlog: int, reuse_port: bool = False) -> socket.socket:
     """A listening, non-blocking, inheritable-by-fork socket for one address."""
     try:
         if address.kind == "fd":
             sock = socket.socket(fileno=address.fd)
+            os.set_inheritable(address.fd, False)
         elif address.kind == "unix":
             _remove_stale_unix_socket(address.path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -84,6 +85,8 @@ def bind(address: Address, backlog: int) -> socket.socket:
             family, _, _, _, sockaddr = infos[0]
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)
@@ -111,6 +114,24 @@ def _remove_stale_unix_socket(path: str) -> None:
         pass
     finally:
         probe.close()
+
+
+SYSTEMD_FIRST_FD = 3
+
+
+def inherited_fds() -> list[int]:
+    """Listening sockets handed over at start: by systemd socket activation (LISTEN_FDS for our
+    pid) or by the previous master on SIGUSR2 (PRODSERVE_LISTEN_FDS). The variables are removed so
+    that no child process takes them for its own."""
+    handed = os.environ.pop("PRODSERVE_LISTEN_FDS", None)
+    if handed:
+        return [int(fd) for fd in handed.split(",")]
+    count = os.environ.pop("LISTEN_FDS", None)
+    pid = os.environ.pop("LISTEN_PID", None)
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if count and count.isdigit() and pid == str(os.getpid()):
+        return list(range(SYSTEMD_FIRST_FD, SYSTEMD_FIRST_FD + int(count)))
+    return []
 
 
 def bound_address(sock: socket.socket, address: Address) -> Address:

@@ -30,6 +30,7 @@ access_log = logging.getLogger("django_prodserve.access")
 EPOLLIN = select.EPOLLIN
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 RECV_SIZE = 65536
+ACCEPT_BATCH = 64
 #: Exit status of a worker whose app failed to import: the master stops instead of respawning.
 BOOT_ERROR = 3
 
@@ -121,8 +122,10 @@ class Listener:
 
 
 class Worker:
-    def __init__(self, config, listeners, app, load_app, heartbeat: Heartbeat, slot: int) -> None:
+    def __init__(self, config, listeners, app, load_app, heartbeat: Heartbeat, slot: int,
+                 hooks) -> None:
         self.config = config
+        self.hooks = hooks
         self.listeners = {listener.fd: listener for listener in listeners}
         self.app = app
         self.load_app = load_app
@@ -132,12 +135,18 @@ class Worker:
         self.keepalive = config.keepalive
         self.master_pid = os.getppid()
         self.connections: dict[int, Connection] = {}
-        self.alive = True
+        self.accepting = True
         self.stopping = False
         self.requests = 0
         self.max_requests = config.max_requests
         if self.max_requests:
             self.max_requests += random.randint(0, config.max_requests_jitter)
+        self.retire_at = None
+        if config.max_worker_lifetime:
+            jitter = random.uniform(0, config.max_worker_lifetime_jitter)
+            self.retire_at = time.monotonic() + config.max_worker_lifetime + jitter
+        self.max_rss = config.max_worker_memory * 1024 * 1024
+        self.health = config.health_check_path and config.health_check_path.encode("ascii")
         self.pool = None
         self.finished: deque[Connection] = deque()
         self.current: http.Request | None = None
@@ -149,6 +158,7 @@ class Worker:
     def run(self) -> None:
         """Boot (import the app unless preloaded), then serve until told to stop. Never returns."""
         self._install_signals()
+        drop_privileges(self.config.user, self.config.group)
         if self.app is None:
             try:
                 self.app = self.load_app()
@@ -187,6 +197,7 @@ class Worker:
         self.stopping = True
 
     def _fast(self, signum, frame) -> None:
+        self.hooks("worker_int", self)
         _exit(0)
 
     def _abort(self, signum, frame) -> None:
@@ -206,6 +217,7 @@ class Worker:
             what,
             "\n".join(stacks),
         )
+        self.hooks("worker_abort", self)
         _exit(1)
 
     def _reopen_logs(self, signum, frame) -> None:
@@ -240,11 +252,16 @@ class Worker:
                 return
 
     def tick(self, now: float) -> None:
-        """Once a second: heartbeat, orphan check, idle connections."""
+        """Once a second: heartbeat, orphan check, recycling limits, idle connections."""
         self.heartbeat.beat(self.slot)
         if os.getppid() != self.master_pid:
             error_log.warning("Worker %d: master died, exiting", os.getpid())
             _exit(0)
+        if self.retire_at is not None and now > self.retire_at:
+            self.retire(f"reached max_worker_lifetime ({self.config.max_worker_lifetime}s)")
+        if self.max_rss and (rss := resident_memory()) > self.max_rss:
+            self.retire(f"RSS {rss // 1048576} MiB over max_worker_memory "
+                        f"({self.config.max_worker_memory} MiB)")
         idle_limit = self.keepalive
         request_limit = self.config.timeout or None
         for conn in list(self.connections.values()):
@@ -257,21 +274,31 @@ class Worker:
                 else:
                     self.close(conn)
 
-    def accept(self, listener: Listener) -> None:
+    def retire(self, reason: str) -> None:
+        """Recycle: finish what is in flight, exit; the master starts a replacement right away."""
         if self.stopping:
             return
+        error_log.info("Worker %d %s: recycling", os.getpid(), reason)
+        self.stopping = True
+        self.heartbeat.retire(self.slot)
+        _kill(self.master_pid, signal.SIGCHLD)  # wakes the master to read the flag now
+
+    def accept(self, listener: Listener) -> int:
+        """Accept up to ACCEPT_BATCH clients; returns how many."""
         limit = self.config.worker_connections
-        for _ in range(64):
+        for count in range(ACCEPT_BATCH):
             if len(self.connections) >= limit:
-                return
+                if self.accepting and not self.stopping:
+                    self.pause_accepting()
+                return count
             try:
                 sock, addr = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                return count
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
                     error_log.warning("accept() failed: %s", exc)
-                    return
+                    return count
                 raise
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
@@ -279,6 +306,7 @@ class Worker:
             conn = Connection(sock, addr, listener, self)
             self.connections[conn.fd] = conn
             self.epoll.register(conn.fd, EPOLLIN)
+        return ACCEPT_BATCH
 
     def on_readable(self, conn: Connection) -> None:
         try:
@@ -319,6 +347,11 @@ class Worker:
         ready = conn.parser.ready
         while ready:
             req = ready.popleft()
+            if req.target == self.health:
+                conn.send(health_response(not self.stopping, conn.server_header))
+                if self.stopping:
+                    return False
+                continue
             self.current = req
             environ = wsgi.build_environ(conn.environ_base, req, conn.remote_addr, conn.remote_port)
             if self.stopping:
@@ -333,11 +366,8 @@ class Worker:
             if self.access and ex is not None:
                 log_access(environ, ex, time.monotonic() - start)
             self.requests += 1
-            if self.max_requests and self.requests >= self.max_requests and not self.stopping:
-                error_log.info(
-                    "Worker %d served %d requests: recycling", os.getpid(), self.requests
-                )
-                self.stopping = True
+            if self.requests == self.max_requests:
+                self.retire(f"served {self.requests} requests")
             if ex is None or not ex.keep_alive:
                 return False
         conn.last_active = time.monotonic()
@@ -385,21 +415,95 @@ class Worker:
         except (OSError, ValueError):
             pass
         conn.sock.close()
+        if not self.accepting and not self.stopping:
+            self.resume_accepting()
+
+    def pause_accepting(self) -> None:
+        """At worker_connections: leave new clients in the backlog (for another worker)."""
+        self.accepting = False
+        for fd in self.listeners:
+            self.epoll.unregister(fd)
+
+    def resume_accepting(self) -> None:
+        self.accepting = True
+        for fd in self.listeners:
+            self.epoll.register(fd, EPOLLIN | select.EPOLLEXCLUSIVE)
 
     def _drain(self) -> bool:
-        """Graceful stop: stop accepting, close idle connections. True while work remains."""
+        """Graceful stop. True while work remains.
+
+        Connections already in the listen backlog were promised service: accept them before
+        closing the listeners (closing would reset them, gunicorn#3397). Idle keep-alive
+        connections close, unless a request is already waiting in them.
+        """
         for fd, listener in list(self.listeners.items()):
-            self.epoll.unregister(fd)
+            if self.accepting:
+                self.epoll.unregister(fd)
+            while self.accept(listener) == ACCEPT_BATCH:
+                pass
             listener.sock.close()
             del self.listeners[fd]
         for conn in list(self.connections.values()):
-            if not conn.busy and not conn.parser.in_progress:
+            if not conn.busy and not conn.parser.in_progress and not _has_pending(conn.sock):
                 self.close(conn)
         if self.deadline is None:
             self.deadline = time.monotonic() + self.config.graceful_timeout
         if time.monotonic() > self.deadline:
             return False
         return bool(self.connections)
+
+
+def health_response(ok: bool, server_header: bytes) -> bytes:
+    body = b"ok\n" if ok else b"stopping\n"
+    return b"".join((
+        b"HTTP/1.1 200 OK\r\n" if ok else b"HTTP/1.1 503 Service Unavailable\r\n",
+        http.date_header(),
+        server_header,
+        b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
+        b"Content-Length: %d\r\n" % len(body),
+        b"\r\n" if ok else b"Connection: close\r\n\r\n",
+        body,
+    ))
+
+
+def _has_pending(sock) -> bool:
+    """Has the client already sent bytes we have not read? (EOF and errors count as no.)"""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
+
+
+def resident_memory() -> int:
+    """This process's RSS in bytes, from /proc (Linux); 0 where unavailable."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def drop_privileges(user: str | None, group: str | None) -> None:
+    """Switch to the configured group, then user (after the master bound the sockets)."""
+    if group is not None:
+        import grp
+
+        os.setgid(int(group) if group.isdigit() else grp.getgrnam(group).gr_gid)
+    if user is not None:
+        import pwd
+
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        if group is None:
+            os.setgid(entry.pw_gid)
+        os.initgroups(entry.pw_name, os.getgid())
+        os.setuid(entry.pw_uid)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _exit(code: int) -> None:

@@ -37,7 +37,7 @@ def slow(request):
 
 def stream(request):
     count = int(request.GET.get("n", "3"))
-    return StreamingHttpResponse((f"chunk {n}\n".encode() for n in range(count)))
+    return StreamingHttpResponse(f"chunk {n}\n".encode() for n in range(count))
 
 
 _downloads: dict[int, str] = {}

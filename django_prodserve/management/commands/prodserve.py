@@ -84,13 +84,20 @@ class Command(BaseCommand):
             )
         connections.close_all()  # the checks may have opened some; workers must not share them
         logs.configure(config)
-        listeners = self.bind(config)
-        app, load_app = None, self.wsgi_loader(options)
+        try:
+            master = Master(config, load_app=self.wsgi_loader(options))
+        except ImportError as exc:
+            raise CommandError(f"A server hook could not be imported: {exc}") from exc
+        master.hooks("on_starting", master)
+        if config.umask is not None:
+            os.umask(config.umask)
+        master.listeners = self.bind(config)
         if config.preload_app:
-            app = load_app()  # a broken app raises here: traceback and exit 1, no worker forked
+            # A broken app raises here: traceback and exit 1, no worker forked.
+            master.app = master.load_app()
             connections.close_all()
-        self.banner(config, listeners)
-        exit_code = Master(config, listeners, app=app, load_app=load_app).run()
+        self.banner(config, master.listeners)
+        exit_code = master.run()
         if exit_code:
             sys.exit(exit_code)
 
@@ -119,13 +126,14 @@ class Command(BaseCommand):
         return f"{host}:{port}"
 
     def bind(self, config) -> list[Listener]:
+        """Bind every address; sockets handed over (systemd, SIGUSR2) replace `bind`."""
         multiprocess = config.workers > 1
         multithread = config.threads > 1
         listeners = []
-        for text in config.bind:
-            address = sockets.parse_bind(text)
+        addresses = [sockets.Address("fd", fd=fd) for fd in sockets.inherited_fds()]
+        for address in addresses or map(sockets.parse_bind, config.bind):
             try:
-                sock = sockets.bind(address, config.backlog)
+                sock = sockets.bind(address, config.backlog, config.reuse_port)
             except sockets.BindError as exc:
                 self.stderr.write(f"Error: {exc}")
                 for listener in listeners:

@@ -1,0 +1,542 @@
+"""Process lifecycle: the master's tree of workers, signals, respawns, timeouts, boot failures.
+
+Every test runs the real `manage.py prodserve` (a master and forked workers) on loopback and drives
+it with real signals. Waits are on log lines (`Ready: ...`, `exited ...`) wherever the server says
+what happened; `wait_until` only polls conditions that have no event (a pid disappearing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+
+import django
+import pytest
+
+from tests.client import Connection, Response
+from tests.conftest import children_of, pid_alive, wait_until
+
+#: Always name the address: conftest only adds 127.0.0.1:0 when no argument is a bare number, and
+#: the "2" of "-w 2" is one, which would leave the server on the default port 8000.
+LOOPBACK = "127.0.0.1:0"
+#: The access log on stdout, one line per request: "<worker pid> GET /path HTTP/1.1 200".
+ACCESS_LOG = ("--access-logfile", "-", "--access-logformat", "%(p)s %(r)s %(s)s")
+READY = r"Ready: (\d+) worker\(s\), pids ([\d ]+)"
+SLOW_REQUEST = b"GET /slow/?s=%s HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+# helpers
+
+
+def fetch(port: int, path: str, host: str = "127.0.0.1", timeout: float = 5.0) -> Response:
+    """GET on a fresh connection; a short client timeout so a stuck server fails fast."""
+    with Connection(host, port, timeout=timeout) as conn:
+        conn.send(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        return conn.read_response()
+
+
+def unix_connection(path: str, timeout: float = 5.0) -> Connection:
+    """A tests.client.Connection over a unix socket (its constructor only speaks TCP)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(path)
+    conn = Connection.__new__(Connection)
+    conn.sock = sock
+    conn.buffer = b""
+    return conn
+
+
+def closed_without_response(conn: Connection) -> bool:
+    """True when the server ends the connection (EOF or reset) before a response head."""
+    try:
+        conn.read_response()
+    except (ConnectionError, OSError) as exc:
+        return not isinstance(exc, TimeoutError)
+    return False
+
+
+def served_by(server, path: str, start: int) -> int:
+    """The worker pid the access log names for the first `GET path` after output line `start`."""
+    line = rf"<(\d+)> GET {re.escape(path)} HTTP/1\.1 200"
+    return int(server.wait_for(line, timeout=5, start=start).group(1))
+
+
+def ready_pids(server, start: int = 0, timeout: float = 20.0) -> set[int]:
+    match = server.wait_for(READY, timeout=timeout, start=start)
+    return {int(pid) for pid in match.group(2).split()}
+
+
+def find_line(server, pattern: str, start: int) -> re.Match | None:
+    """A non-blocking wait_for: the first match after line `start`, or None yet."""
+    regex = re.compile(pattern)
+    for line in server.output.splitlines()[start:]:
+        match = regex.search(line)
+        if match:
+            return match
+    return None
+
+
+def _wchan(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
+
+
+def wait_in_view(pid: int) -> None:
+    """Wait until a 1-thread worker runs /slow/: its kernel wait channel turns from epoll to sleep.
+
+    Call it right after sending the request. Where the kernel hides wait channels there is no
+    event that says the request reached the view, so it falls back to a bounded head start.
+    """
+    if wait_until(lambda: "sleep" in _wchan(pid), timeout=5):
+        return
+    if "epoll" in _wchan(pid):
+        raise AssertionError(f"worker {pid} is still waiting in epoll: the request never arrived")
+    time.sleep(0.5)  # no wait channel here: the only evidence left is time
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """Whether `sig` is still queued for the process (not yet delivered to its handler)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if (
+                line.startswith(("ShdPnd:", "SigPnd:"))
+                and int(line.split()[1], 16) >> (sig - 1) & 1
+            ):
+                return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ipv6_loopback_works() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+# the process tree
+
+
+def test_master_forks_exactly_n_distinct_workers_and_they_serve_the_requests(start_server):
+    server = start_server(LOOPBACK, "-w", "3", *ACCESS_LOG)
+    master = server.proc.pid
+    workers = server.worker_pids()
+    assert len(workers) == 3
+    assert len(set(workers)) == 3
+    assert master not in workers
+    assert set(workers) == ready_pids(server)
+    for _ in range(6):
+        start = server.mark()
+        assert fetch(server.port, "/hello/").status == 200
+        pid = served_by(server, "/hello/", start)
+        assert pid != master
+        assert pid in workers
+
+
+def test_sigkilled_worker_is_replaced_and_requests_keep_succeeding(start_server):
+    server = start_server(LOOPBACK, "-w", "2")
+    before = server.worker_pids()
+    victim = before[0]
+    mark = server.mark()
+    os.kill(victim, signal.SIGKILL)  # the worker itself, not the master
+    server.wait_for(rf"Worker {victim} exited \(signal SIGKILL\)", timeout=5, start=mark)
+    assert wait_until(lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids())
+    after = server.worker_pids()
+    assert len(set(after) - set(before)) == 1
+    assert before[1] in after
+    for _ in range(5):
+        assert fetch(server.port, "/hello/").status == 200
+
+
+# stopping
+
+
+def test_sigterm_finishes_the_in_flight_request_refuses_new_ones_and_exits_zero(start_server):
+    server = start_server(LOOPBACK, "-w", "1", "--graceful-timeout", "5")
+    (worker,) = server.worker_pids()
+    conn = Connection(server.host, server.port, timeout=10)
+    conn.send(SLOW_REQUEST % b"1.5")
+    wait_in_view(worker)
+    started = time.monotonic()
+    mark = server.mark()
+    server.signal(signal.SIGTERM)
+    server.wait_for(r"SIGTERM: stopping gracefully", timeout=5, start=mark)
+
+    # A connection attempted during the graceful stop is not served: refused outright, or
+    # reset when the last listener closes.
+    late = None
+    try:
+        late = Connection(server.host, server.port, timeout=10)
+        late.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    except ConnectionRefusedError:
+        pass
+
+    response = conn.read_response()
+    assert response.status == 200
+    assert response.body == b"slow done"
+    assert conn.is_closed(timeout=5), "a drained connection must be closed by the server"
+    conn.close()
+    if late is not None:
+        assert closed_without_response(late)
+        late.close()
+    # The worker closed its listener before closing our connection: nobody listens now.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((server.host, server.port), timeout=2).close()
+
+    assert server.wait_exit(10) == 0
+    assert time.monotonic() - started < 5, "the stop waited for the request, not the timeout"
+    assert not pid_alive(worker)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])
+def test_fast_stop_signal_exits_without_waiting_for_the_in_flight_request(start_server, sig):
+    server = start_server(LOOPBACK, "-w", "2", "--graceful-timeout", "5")
+    workers = server.worker_pids()
+    conn = Connection(server.host, server.port, timeout=10)
+    conn.send(SLOW_REQUEST % b"5")
+    busy = wait_until(lambda: any("sleep" in _wchan(pid) for pid in workers), timeout=5)
+    if not busy:
+        time.sleep(0.5)  # no wait channel here: the only evidence left is time
+    started = time.monotonic()
+    server.signal(sig)
+    server.wait_exit(10)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5, f"{sig.name} took {elapsed:.1f}s (graceful timeout 5 s, request 5 s)"
+    assert server.proc.returncode == 0
+    assert not [pid for pid in workers if pid_alive(pid)]
+    assert closed_without_response(conn)
+    conn.close()
+
+
+def test_workers_exit_by_themselves_when_the_master_is_sigkilled(start_server):
+    server = start_server(LOOPBACK, "-w", "2")
+    workers = server.worker_pids()
+    started = time.monotonic()
+    server.signal(signal.SIGKILL)
+    server.wait_exit(5)
+    assert wait_until(lambda: not any(pid_alive(pid) for pid in workers), timeout=3.5), (
+        f"orphaned workers still alive: {[p for p in workers if pid_alive(p)]}"
+    )
+    assert time.monotonic() - started < 3.5
+    server.wait_for(r"master died", timeout=1)
+
+
+# boot failures and invalid configuration
+
+
+def test_app_failing_at_import_stops_the_master_without_a_respawn_loop(start_server):
+    server = start_server(
+        LOOPBACK,
+        "-w",
+        "2",
+        "--log-level",
+        "debug",
+        settings="testproject.settings_broken_app",
+        ready=False,
+    )
+    started = time.monotonic()
+    code = server.wait_exit(15)
+    elapsed = time.monotonic() - started
+    output = server.output
+    assert code != 0
+    assert elapsed < 5, f"the master took {elapsed:.1f}s to give up"
+    assert "Traceback (most recent call last)" in output
+    assert "RuntimeError: prodserve-test: the WSGI module failed at import" in output
+    assert "wsgi_broken.py" in output
+    failures = len(re.findall(r"failed to boot", output))
+    assert 1 <= failures <= 2, output
+    booted = [int(pid) for pid in re.findall(r"Booting worker (\d+)", output)]
+    assert 1 <= len(booted) <= 2, f"{len(booted)} spawn attempts for 2 workers:\n{output}"
+    assert not [pid for pid in booted if pid_alive(pid)]
+    assert "Ready:" not in output
+
+
+def test_preloaded_app_failing_at_import_exits_before_forking(start_server):
+    server = start_server(
+        LOOPBACK,
+        "-w",
+        "2",
+        "--preload",
+        "--log-level",
+        "debug",
+        settings="testproject.settings_broken_app",
+        ready=False,
+    )
+    code = server.wait_exit(15)
+    output = server.output
+    assert code != 0
+    assert "RuntimeError: prodserve-test: the WSGI module failed at import" in output
+    assert "Booting worker" not in output
+    assert "Listening at" not in output
+
+
+def test_zero_workers_in_the_environment_is_refused_with_a_check_id(start_server):
+    server = start_server(env={"PRODSERVE_WORKERS": "0"}, ready=False)
+    code = server.wait_exit(15)
+    output = server.output
+    assert code != 0
+    assert "PRODSERVE_WORKERS" in output
+    assert re.search(r"prodserve\.E0\d\d", output), output
+    assert "Listening at" not in output
+
+
+def test_unknown_settings_key_is_refused_and_the_close_name_suggested(start_server):
+    server = start_server(settings="testproject.settings_typo", ready=False)
+    code = server.wait_exit(15)
+    output = server.output
+    assert code != 0
+    assert "'wrokers'" in output
+    assert "Did you mean 'workers'?" in output
+    assert re.search(r"prodserve\.E0\d\d", output), output
+    assert "Listening at" not in output
+
+
+def test_bad_bind_address_on_the_command_line_is_a_clear_error(start_server):
+    server = start_server("-b", "127.0.0.1:notaport", ready=False)
+    code = server.wait_exit(15)
+    output = server.output
+    assert code != 0
+    assert "'127.0.0.1:notaport'" in output
+    assert "not a valid port number" in output
+    assert "Traceback" not in output, "a bad option is an error message, not a crash"
+    assert "Listening at" not in output
+
+
+# changing the number of workers
+
+
+def test_ttin_adds_a_worker_and_ttou_removes_one(start_server):
+    server = start_server(LOOPBACK, "-w", "2")
+    original = set(server.worker_pids())
+    mark = server.mark()
+    server.signal(signal.SIGTTIN)
+    server.wait_for(r"SIGTTIN: 3 workers", timeout=5, start=mark)
+    assert wait_until(lambda: len(server.worker_pids()) == 3, timeout=10), server.worker_pids()
+    assert original < set(server.worker_pids())
+
+    mark = server.mark()
+    server.signal(signal.SIGTTOU)
+    server.wait_for(r"SIGTTOU: 2 workers", timeout=5, start=mark)
+    assert wait_until(lambda: len(server.worker_pids()) == 2, timeout=10), server.worker_pids()
+    assert fetch(server.port, "/hello/").status == 200
+
+
+def test_ttou_never_takes_the_worker_count_below_one(start_server):
+    server = start_server(LOOPBACK, "-w", "1")
+    (worker,) = server.worker_pids()
+    master = server.proc.pid
+    mark = server.mark()
+    server.signal(signal.SIGTTOU)
+    # Once TTOU left the pending set its byte is in the master's wakeup pipe, ahead of TTIN's:
+    # the master handles them in that order, so TTIN reports the count TTOU left behind.
+    assert wait_until(lambda: not signal_pending(master, signal.SIGTTOU), timeout=5)
+    server.signal(signal.SIGTTIN)
+    server.wait_for(r"SIGTTIN: 2 workers", timeout=5, start=mark)
+    assert find_line(server, r"SIGTTOU", mark) is None
+    assert wait_until(lambda: len(server.worker_pids()) == 2, timeout=10)
+    assert worker in server.worker_pids()
+
+
+def test_hup_replaces_every_worker_while_requests_keep_succeeding(start_server):
+    server = start_server(LOOPBACK, "-w", "2")
+    old = set(server.worker_pids())
+    mark = server.mark()
+    statuses: list[int] = []
+    new: set[int] | None = None
+    replaced_at = None
+    deadline = time.monotonic() + 15
+    for i in range(600):
+        if time.monotonic() > deadline:
+            break
+        statuses.append(fetch(server.port, "/hello/").status)
+        if i == 5:
+            server.signal(signal.SIGHUP)
+        elif i > 5 and new is None and (match := find_line(server, READY, mark)):
+            new = {int(pid) for pid in match.group(2).split()}
+        if new is not None and replaced_at is None and not any(pid_alive(p) for p in old):
+            replaced_at = i
+        if replaced_at is not None and i >= replaced_at + 20:
+            break
+    assert new is not None, f"no new Ready line after SIGHUP:\n{server.output}"
+    assert replaced_at is not None, f"old workers still alive: {[p for p in old if pid_alive(p)]}"
+    assert statuses.count(200) == len(statuses), statuses
+    assert len(new) == 2
+    assert new.isdisjoint(old)
+    assert set(server.worker_pids()) == new
+
+
+# per-worker limits
+
+
+def test_silent_worker_is_aborted_with_its_traceback_and_replaced(start_server):
+    server = start_server(LOOPBACK, "-w", "1", "--timeout", "1")
+    (worker,) = server.worker_pids()
+    mark = server.mark()
+    conn = Connection(server.host, server.port, timeout=10)
+    started = time.monotonic()
+    conn.send(SLOW_REQUEST % b"5")
+    assert closed_without_response(conn), "the client must see the connection end"
+    elapsed = time.monotonic() - started
+    conn.close()
+    assert elapsed < 4, f"the client waited {elapsed:.1f}s for a worker stuck in a 5 s view"
+
+    server.wait_for(rf"Worker {worker} silent for .*aborting", timeout=5, start=mark)
+    server.wait_for(
+        rf"Worker {worker} timed out .* while serving GET /slow/", timeout=5, start=mark
+    )
+    server.wait_for(r'demo/views\.py", line \d+, in slow', timeout=5, start=mark)
+
+    response = fetch(server.port, "/hello/")
+    assert response.status == 200
+    replacement = server.worker_pids()
+    assert len(replacement) == 1
+    assert worker not in replacement
+
+
+def test_max_requests_recycles_the_worker(start_server):
+    server = start_server(LOOPBACK, "-w", "1", "--max-requests", "5", *ACCESS_LOG)
+    (first,) = server.worker_pids()
+    for _ in range(5):
+        start = server.mark()
+        assert fetch(server.port, "/hello/").status == 200
+        assert served_by(server, "/hello/", start) == first
+    server.wait_for(rf"Worker {first} served 5 requests: recycling", timeout=5)
+    start = server.mark()
+    assert fetch(server.port, "/hello/").status == 200
+    second = served_by(server, "/hello/", start)
+    assert second != first
+    assert wait_until(lambda: not pid_alive(first), timeout=5)
+    assert server.worker_pids() == [second]
+
+
+# keep-alive
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_keep_alive_seconds(start_server):
+    server = start_server(LOOPBACK, "-w", "1", "--keep-alive", "1")
+    with Connection(server.host, server.port) as conn:
+        conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 200
+        assert response.header("Connection") != "close"
+        idle_since = time.monotonic()
+        assert conn.is_closed(timeout=3.5), "the idle connection stayed open"
+        idle = time.monotonic() - idle_since
+    assert 0.9 <= idle <= 3.0, f"closed after {idle:.2f}s idle with --keep-alive 1"
+
+
+def test_keep_alive_zero_closes_the_connection_after_each_response(start_server):
+    server = start_server(LOOPBACK, "-w", "1", "--keep-alive", "0")
+    for _ in range(10):
+        with Connection(server.host, server.port) as conn:
+            conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            response = conn.read_response()
+            assert response.status == 200
+            assert response.header("Connection") == "close"
+            assert conn.is_closed(timeout=2)
+
+
+def test_keep_alive_zero_still_waits_for_the_first_request_of_a_connection(start_server):
+    """Keep-alive bounds the idle time between requests, not the wait for the first one."""
+    server = start_server(LOOPBACK, "-w", "1", "--keep-alive", "0", "--timeout", "10")
+    with Connection(server.host, server.port) as conn:
+        time.sleep(1.3)  # the scenario itself: a client slower than one worker tick to send
+        conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        response = conn.read_response()
+    assert response.status == 200
+    assert response.header("Connection") == "close"
+
+
+# threads
+
+
+def test_threaded_worker_runs_requests_concurrently(start_server):
+    server = start_server(LOOPBACK, "-w", "1", "--threads", "4", *ACCESS_LOG)
+    (worker,) = server.worker_pids()
+    start = server.mark()
+    conns = [Connection(server.host, server.port, timeout=10) for _ in range(4)]
+    try:
+        started = time.monotonic()
+        for conn in conns:
+            conn.send(SLOW_REQUEST % b"1")
+        responses = [conn.read_response() for conn in conns]
+        elapsed = time.monotonic() - started
+    finally:
+        for conn in conns:
+            conn.close()
+    assert [r.status for r in responses] == [200] * 4
+    assert elapsed < 2.5, f"4 × 1 s requests took {elapsed:.1f}s on 4 threads"
+    assert served_by(server, "/slow/?s=1", start) == worker
+    assert server.worker_pids() == [worker]
+
+
+def test_threaded_worker_answers_pipelined_requests_in_order(start_server):
+    server = start_server(LOOPBACK, "-w", "1", "--threads", "4")
+    with Connection(server.host, server.port, timeout=10) as conn:
+        conn.send(SLOW_REQUEST % b"0.5" + b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        first = conn.read_response()
+        second = conn.read_response()
+    assert (first.status, first.body) == (200, b"slow done")
+    assert (second.status, second.body) == (200, b"Hello, world!")
+
+
+# binding
+
+
+def test_serves_tcp_and_unix_socket_binds_together(start_server, tmp_path):
+    path = str(tmp_path / "prodserve.sock")
+    server = start_server("-b", "127.0.0.1:0", "-b", f"unix:{path}")
+    server.wait_for(rf"Listening at unix:{re.escape(path)}", timeout=1)
+    assert fetch(server.port, "/hello/").body == b"Hello, world!"
+    with unix_connection(path) as conn:
+        conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        response = conn.read_response()
+    assert response.status == 200
+    assert response.body == b"Hello, world!"
+
+
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="no IPv6 loopback (::1) on this host")
+def test_serves_on_the_ipv6_loopback(start_server):
+    server = start_server("[::1]:0")
+    assert server.host == "::1"
+    response = fetch(server.port, "/hello/", host="::1")
+    assert response.status == 200
+    assert response.body == b"Hello, world!"
+
+
+def test_runserver_style_port_argument_binds_the_ipv4_loopback(start_server):
+    port = free_port()
+    server = start_server(str(port))
+    assert (server.host, server.port) == ("127.0.0.1", port)
+    assert fetch(port, "/hello/").body == b"Hello, world!"
+
+
+# the banner
+
+
+def test_startup_banner_describes_the_server_after_the_system_checks(start_server):
+    server = start_server(LOOPBACK, "-w", "2")
+    output = server.output
+    assert "System check identified no issues" in output
+    assert f"Django version {django.get_version()}, using settings 'testproject.settings'" in output
+    assert f"master pid {server.proc.pid}," in output
+    assert "2 workers × 1 thread" in output
+    assert f"Listening at http://127.0.0.1:{server.port}/" in output
+    assert "Quit the server with CONTROL-C." in output
+    assert output.index("System check identified") < output.index("Listening at")
+    assert len(children_of(server.proc.pid)) == 2

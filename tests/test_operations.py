@@ -1,0 +1,286 @@
+"""Operating the master: upgrades, recycling, readiness, drain, hooks, sockets — and chaos under load.
+
+Every test runs real processes on loopback and sends real signals. Load loops are bounded in both
+request count and time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.client import Connection, get
+from tests.conftest import MANAGE, children_of, pid_alive, wait_until
+
+
+class Load:
+    """Background clients, each request on a fresh connection, counting outcomes.
+
+    Bounded: stops at `max_requests` or `max_seconds`, whichever comes first.
+    """
+
+    def __init__(self, port: int, path: str = "/hello/", clients: int = 4,
+                 max_requests: int = 20000, max_seconds: float = 20.0) -> None:
+        self.port, self.path = port, path
+        self.ok = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._budget = max_requests
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            with self._lock:
+                if self._budget <= 0:
+                    return
+                self._budget -= 1
+            try:
+                response = get(self.port, self.path)
+                outcome = None if response.status == 200 else f"status {response.status}"
+            except OSError as exc:
+                outcome = repr(exc)
+            with self._lock:
+                if outcome is None:
+                    self.ok += 1
+                else:
+                    self.failed.append(outcome)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> None:
+        start = self.ok
+        assert wait_until(lambda: self.ok >= start + count, timeout), "load made no progress"
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
+def test_hup_under_load_replaces_every_worker_with_no_failed_request(start_server):
+    server = start_server("-w", "2")
+    old = set(server.worker_pids())
+    with Load(server.port) as load:
+        load.wait_for_requests(50)
+        mark = server.mark()
+        server.signal(signal.SIGHUP)
+        server.wait_for(r"Ready: 2 worker", start=mark)
+        assert wait_until(lambda: not old & set(server.worker_pids()))
+        load.wait_for_requests(50)
+    assert load.failed == []
+    assert len(server.worker_pids()) == 2
+
+
+def test_kill_9_under_load_replaces_the_worker_fast_and_fails_at_most_in_flight(start_server):
+    server = start_server("-w", "2")
+    with Load(server.port, clients=2) as load:
+        load.wait_for_requests(50)
+        victim = server.worker_pids()[0]
+        mark = server.mark()
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        server.wait_for(rf"Worker {victim} exited \(signal SIGKILL\)", start=mark)
+        assert wait_until(lambda: len(server.worker_pids()) == 2 and victim not in
+                          server.worker_pids(), timeout=5)
+        replaced_in = time.monotonic() - killed_at
+        load.wait_for_requests(50)
+    assert replaced_in < 1.0
+    # At most the requests that worker had in flight (each client has one at a time).
+    assert len(load.failed) <= 2, load.failed
+
+
+def test_usr2_upgrade_under_load_hands_the_sockets_to_a_new_master(start_server, tmp_path):
+    pidfile = tmp_path / "prodserve.pid"
+    server = start_server("-w", "1", "-p", str(pidfile))
+    old_master = server.proc.pid
+    assert int(pidfile.read_text()) == old_master
+    with Load(server.port) as load:
+        load.wait_for_requests(30)
+        mark = server.mark()
+        server.signal(signal.SIGUSR2)
+        new_master = int(server.wait_for(r"started new master (\d+)", start=mark).group(1))
+        server.wait_for(rf"\[{new_master}\] \[INFO\] Ready", start=mark)
+        assert int(pidfile.read_text()) == new_master
+        assert int((tmp_path / "prodserve.pid.oldbin").read_text()) == old_master
+        server.signal(signal.SIGTERM)  # the operator retires the old master
+        assert server.wait_exit() == 0
+        load.wait_for_requests(30)
+    assert load.failed == []
+    assert pid_alive(new_master)
+    assert get(server.port, "/hello/").status == 200
+    os.kill(new_master, signal.SIGTERM)
+    assert wait_until(lambda: not pid_alive(new_master), timeout=15)
+    assert not pidfile.exists()
+
+
+def test_winch_stops_the_workers_and_hup_brings_them_back(start_server):
+    server = start_server("-w", "2")
+    mark = server.mark()
+    server.signal(signal.SIGWINCH)
+    assert wait_until(lambda: server.worker_pids() == [])
+    assert server.proc.poll() is None
+    server.signal(signal.SIGHUP)
+    server.wait_for(r"Ready: 2 worker", start=mark)
+    assert get(server.port, "/hello/").status == 200
+
+
+def test_health_path_is_answered_without_django_and_flips_to_503_on_graceful_stop(start_server):
+    server = start_server("-w", "1", "--health-check-path", "/-/health")
+    response = get(server.port, "/-/health")
+    assert (response.status, response.body) == (200, b"ok\n")
+    assert response.header("Cache-Control") == "no-store"
+    with Connection(server.host, server.port) as busy, Connection(server.host, server.port) as probe:
+        probe.send(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert probe.read_response().status == 200
+        busy.send(b"GET /slow/?s=1.5 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        mark = server.mark()
+        server.signal(signal.SIGTERM)
+        server.wait_for("stopping gracefully", start=mark)
+        probe.send(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        response = probe.read_response()
+        assert (response.status, response.body) == (503, b"stopping\n")
+        assert response.header("Connection") == "close"
+        assert busy.read_response().status == 200
+    assert server.wait_exit() == 0
+
+
+def test_sigterm_serves_connections_already_waiting_in_the_backlog(start_server):
+    """gunicorn#3397: clients queued in the listen backlog at SIGTERM must not be reset."""
+    server = start_server("-w", "1")
+    slow = Connection(server.host, server.port)
+    slow.send(b"GET /slow/?s=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    # While the single inline worker is inside the slow view, these wait in the backlog.
+    waiting = [Connection(server.host, server.port) for _ in range(3)]
+    for conn in waiting:
+        conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    server.signal(signal.SIGTERM)
+    assert slow.read_response().status == 200
+    for conn in waiting:
+        response = conn.read_response()
+        assert (response.status, response.body) == (200, b"Hello, world!")
+        assert response.header("Connection") == "close"
+        conn.close()
+    slow.close()
+    assert server.wait_exit() == 0
+
+
+def test_memory_ceiling_recycles_the_worker_gracefully(start_server):
+    server = start_server("-w", "1", "--max-worker-memory", "1")
+    first = server.worker_pids()
+    server.wait_for(r"RSS \d+ MiB over max_worker_memory \(1 MiB\): recycling")
+    assert wait_until(lambda: server.worker_pids() and server.worker_pids() != first)
+    assert get(server.port, "/hello/").status == 200
+
+
+def test_lifetime_recycles_the_worker(start_server):
+    server = start_server("-w", "1", "--max-worker-lifetime", "1")
+    first = server.worker_pids()
+    server.wait_for(r"reached max_worker_lifetime \(1.0s\): recycling")
+    assert wait_until(lambda: server.worker_pids() and server.worker_pids() != first)
+    assert get(server.port, "/hello/").status == 200
+
+
+def test_workers_dying_before_boot_back_off_then_give_up(start_server):
+    server = start_server("-w", "1", settings="testproject.settings_dies_at_boot", ready=False)
+    assert server.wait_exit(timeout=30) == 1
+    # Five attempts in all: four retries, each after a longer pause, then the master gives up.
+    assert server.output.count("died before booting (exit status 7); retrying in") == 4
+    assert "retrying in 0.2s" in server.output and "retrying in 1.6s" in server.output
+    assert "workers in a row died before booting (last: exit status 7): giving up" in server.output
+
+
+def test_pidfile_is_written_and_removed(start_server, tmp_path):
+    pidfile = tmp_path / "app.pid"
+    server = start_server("--pid", str(pidfile))
+    assert int(pidfile.read_text()) == server.proc.pid
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    assert not pidfile.exists()
+
+
+def test_server_hooks_run_in_the_right_processes(start_server, tmp_path):
+    log = tmp_path / "hooks.log"
+    server = start_server("-w", "2", settings="testproject.settings_hooks",
+                          env={"HOOKS_LOG": str(log)})
+    workers = set(server.worker_pids())
+    os.kill(next(iter(workers)), signal.SIGKILL)
+    assert wait_until(lambda: "worker_exit" in log.read_text())
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+    entries = [line.split() for line in log.read_text().splitlines()]
+    master = str(server.proc.pid)
+    assert [pid for name, pid in entries if name == "on_starting"] == [master]
+    assert [pid for name, pid in entries if name == "when_ready"] == [master]
+    assert {pid for name, pid in entries if name == "post_fork"} >= {str(p) for p in workers}
+    assert all(pid == master for name, pid in entries if name in ("worker_exit", "on_exit"))
+    assert entries[-1][0] == "on_exit"
+
+
+def test_unix_socket_honours_umask(start_server, tmp_path):
+    path = tmp_path / "app.sock"
+    server = start_server("-b", f"unix:{path}", "-m", "077", ready=False)
+    server.wait_for(r"Ready: 2 worker")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"Hello, world!")
+    assert server.proc.poll() is None
+
+
+def test_systemd_socket_activation_serves_on_the_inherited_socket(project_db, tmp_path):
+    """LISTEN_FDS/LISTEN_PID as systemd sets them: fd 3 is the listening socket, already bound."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    launcher = (
+        "import os, sys\n"
+        "os.dup2(int(sys.argv[1]), 3)\n"
+        "os.environ['LISTEN_FDS'] = '1'\n"
+        "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+        "os.execv(sys.executable, [sys.executable, sys.argv[2], 'prodserve', '--skip-checks'])\n"
+    )
+    env = {**os.environ, "TESTPROJECT_DB": str(project_db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher, str(listener.fileno()), str(MANAGE)],
+        pass_fds=[listener.fileno()], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    listener.close()
+    try:
+        response = get(port, "/hello/")
+        assert response.body == b"Hello, world!"
+        assert children_of(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert f"Listening at http://127.0.0.1:{port}/" in output
+
+
+@pytest.mark.parametrize("flag", ["--reuse-port"])
+def test_reuse_port_lets_two_servers_share_a_port(start_server, flag):
+    first = start_server("-w", "1", flag)
+    second = start_server(f"127.0.0.1:{first.port}", "-w", "1", flag)
+    assert second.port == first.port
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit() == 0
+    assert get(second.port, "/hello/").status == 200
