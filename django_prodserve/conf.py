@@ -94,8 +94,9 @@ def hook(value: Any) -> Any:
     if isinstance(value, str) and all(part.isidentifier() for part in value.split(".")):
         if "." in value:
             return value
-    raise Invalid(f"must be a callable or a dotted path such as 'myproject.hooks.on_starting', "
-                  f"not {value!r}")
+    raise Invalid(
+        f"must be a callable or a dotted path such as 'myproject.hooks.on_starting', not {value!r}"
+    )
 
 
 def url_path(value: Any) -> str | None:
@@ -321,36 +322,87 @@ HOOKS: dict[str, str] = {
 }
 
 SETTINGS += (
-    Setting("max_worker_memory", 0, integer(0),
-            "Recycle a worker, gracefully after its current request, once its RSS exceeds this "
-            "many MiB. 0 disables.", ("--max-worker-memory",), "MIB"),
-    Setting("max_worker_lifetime", 0.0, number(0),
-            "Recycle a worker gracefully after this many seconds. 0 disables.",
-            ("--max-worker-lifetime",), "SECONDS"),
-    Setting("max_worker_lifetime_jitter", 0.0, number(0),
-            "Random extra seconds (0..N) added to max_worker_lifetime per worker.",
-            ("--max-worker-lifetime-jitter",), "SECONDS"),
-    Setting("health_check_path", None, url_path,
-            "A path the worker answers itself, without entering Django: 200 'ok' while serving, "
-            "503 once a graceful stop began. None disables.", ("--health-check-path",), "PATH"),
+    Setting(
+        "max_worker_memory",
+        0,
+        integer(0),
+        "Recycle a worker, gracefully after its current request, once its RSS exceeds this "
+        "many MiB. 0 disables.",
+        ("--max-worker-memory",),
+        "MIB",
+    ),
+    Setting(
+        "max_worker_lifetime",
+        0.0,
+        number(0),
+        "Recycle a worker gracefully after this many seconds. 0 disables.",
+        ("--max-worker-lifetime",),
+        "SECONDS",
+    ),
+    Setting(
+        "max_worker_lifetime_jitter",
+        0.0,
+        number(0),
+        "Random extra seconds (0..N) added to max_worker_lifetime per worker.",
+        ("--max-worker-lifetime-jitter",),
+        "SECONDS",
+    ),
+    Setting(
+        "health_check_path",
+        None,
+        url_path,
+        "A path the worker answers itself, without entering Django: 200 'ok' while serving, "
+        "503 once a graceful stop began. None disables.",
+        ("--health-check-path",),
+        "PATH",
+    ),
     Setting("reuse_port", False, boolean, "Set SO_REUSEPORT on TCP sockets.", ("--reuse-port",)),
-    Setting("pidfile", None, optional_string, "Write the master's pid to this file.",
-            ("-p", "--pid"), "FILE"),
-    Setting("umask", None, octal,
-            "umask of the server processes (affects unix socket permissions), e.g. '007'. None "
-            "leaves it as inherited.", ("-m", "--umask"), "OCTAL"),
-    Setting("user", None, optional_string,
-            "Workers switch to this user (name or uid) after the sockets are bound.",
-            ("-u", "--user"), "USER"),
-    Setting("group", None, optional_string,
-            "Workers switch to this group (name or gid) after the sockets are bound.",
-            ("-g", "--group"), "GROUP"),
-    Setting("worker_tmp_dir", None, optional_string,
-            "Directory for request bodies spooled to disk (over 1 MiB). None: the system's temp "
-            "directory. The heartbeat needs no file: it lives in shared memory.",
-            ("--worker-tmp-dir",), "DIR"),
+    Setting(
+        "pidfile",
+        None,
+        optional_string,
+        "Write the master's pid to this file.",
+        ("-p", "--pid"),
+        "FILE",
+    ),
+    Setting(
+        "umask",
+        None,
+        octal,
+        "umask of the server processes (affects unix socket permissions), e.g. '007'. None "
+        "leaves it as inherited.",
+        ("-m", "--umask"),
+        "OCTAL",
+    ),
+    Setting(
+        "user",
+        None,
+        optional_string,
+        "Workers switch to this user (name or uid) after the sockets are bound.",
+        ("-u", "--user"),
+        "USER",
+    ),
+    Setting(
+        "group",
+        None,
+        optional_string,
+        "Workers switch to this group (name or gid) after the sockets are bound.",
+        ("-g", "--group"),
+        "GROUP",
+    ),
+    Setting(
+        "worker_tmp_dir",
+        None,
+        optional_string,
+        "Directory for request bodies spooled to disk (over 1 MiB). None: the system's temp "
+        "directory. The heartbeat needs no file: it lives in shared memory.",
+        ("--worker-tmp-dir",),
+        "DIR",
+    ),
 ) + tuple(
-    Setting(name, None, hook, f"Server hook {text}", (f"--{name.replace('_', '-')}",), "DOTTED.PATH")
+    Setting(
+        name, None, hook, f"Server hook {text}", (f"--{name.replace('_', '-')}",), "DOTTED.PATH"
+    )
     for name, text in HOOKS.items()
 )
 

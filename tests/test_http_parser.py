@@ -5,16 +5,16 @@ import pytest
 from django_prodserve.server.http import Limits, ProtocolError, RequestParser, error_response
 
 
-def parse(raw: bytes, limits: Limits = Limits(), pieces: int = 1):
+def parse(raw: bytes, limits: Limits | None = None, pieces: int = 1):
     """Feed raw bytes (optionally split into pieces) and return the complete requests."""
-    parser = RequestParser(limits)
+    parser = RequestParser(limits or Limits())
     step = max(1, len(raw) // pieces)
     for start in range(0, len(raw), step):
         parser.feed(raw[start : start + step])
     return list(parser.ready), parser
 
 
-def status_of(raw: bytes, limits: Limits = Limits()) -> int:
+def status_of(raw: bytes, limits: Limits | None = None) -> int:
     with pytest.raises(ProtocolError) as info:
         parse(raw, limits)
     return info.value.status

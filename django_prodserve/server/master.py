@@ -211,7 +211,12 @@ class Master:
             record.pid = os.getpid()
             set_title("worker", self.config)
             worker = Worker(
-                self.config, self.listeners, self.app, self.load_app, self.heartbeat, slot,
+                self.config,
+                self.listeners,
+                self.app,
+                self.load_app,
+                self.heartbeat,
+                slot,
                 self.hooks,
             )
             self.hooks("post_fork", self, worker)
@@ -265,14 +270,18 @@ class Master:
             return
         self.boot_failures += 1
         if self.boot_failures >= MAX_BOOT_FAILURES:
-            error_log.error("%d workers in a row died before booting (last: %s): giving up",
-                            self.boot_failures, how)
+            error_log.error(
+                "%d workers in a row died before booting (last: %s): giving up",
+                self.boot_failures,
+                how,
+            )
             self.exit_code = 1
             self.stop(graceful=False, why="repeated boot failures")
             return
         delay = min(0.1 * 2**self.boot_failures, 5.0)
-        error_log.warning("Worker %d died before booting (%s); retrying in %.1fs", worker.pid,
-                          how, delay)
+        error_log.warning(
+            "Worker %d died before booting (%s); retrying in %.1fs", worker.pid, how, delay
+        )
         self.spawn_after = time.monotonic() + delay
 
     def check_boot(self) -> None:
@@ -292,8 +301,9 @@ class Master:
             for worker in list(self.workers.values()):
                 if worker.generation != self.generation and not worker.stopping:
                     self.stop_worker(worker, signal.SIGTERM)
-            error_log.info("Ready: %d worker(s), pids %s", len(current),
-                           " ".join(str(w.pid) for w in current))
+            error_log.info(
+                "Ready: %d worker(s), pids %s", len(current), " ".join(str(w.pid) for w in current)
+            )
             if self.generation == 0:
                 self.hooks("when_ready", self)
                 notify_systemd(b"READY=1")
@@ -311,7 +321,9 @@ class Master:
             if silent > timeout:
                 error_log.error(
                     "Worker %d silent for %.1fs (timeout %ss): aborting it; its traceback follows",
-                    worker.pid, silent, timeout,
+                    worker.pid,
+                    silent,
+                    timeout,
                 )
                 worker.aborted_at = now
                 worker.stopping = True
@@ -348,8 +360,9 @@ class Master:
             os._exit(1)
 
     def new_master_exited(self, code: int) -> None:
-        error_log.warning("New master %d exited (status %d); this master carries on",
-                          self.new_master, code)
+        error_log.warning(
+            "New master %d exited (status %d); this master carries on", self.new_master, code
+        )
         self.new_master = None
         self.move_pidfile(self.config.pidfile + ".oldbin", self.config.pidfile)
 

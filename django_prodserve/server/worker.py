@@ -122,8 +122,9 @@ class Listener:
 
 
 class Worker:
-    def __init__(self, config, listeners, app, load_app, heartbeat: Heartbeat, slot: int,
-                 hooks) -> None:
+    def __init__(
+        self, config, listeners, app, load_app, heartbeat: Heartbeat, slot: int, hooks
+    ) -> None:
         self.config = config
         self.hooks = hooks
         self.listeners = {listener.fd: listener for listener in listeners}
@@ -260,8 +261,10 @@ class Worker:
         if self.retire_at is not None and now > self.retire_at:
             self.retire(f"reached max_worker_lifetime ({self.config.max_worker_lifetime}s)")
         if self.max_rss and (rss := resident_memory()) > self.max_rss:
-            self.retire(f"RSS {rss // 1048576} MiB over max_worker_memory "
-                        f"({self.config.max_worker_memory} MiB)")
+            self.retire(
+                f"RSS {rss // 1048576} MiB over max_worker_memory "
+                f"({self.config.max_worker_memory} MiB)"
+            )
         idle_limit = self.keepalive
         request_limit = self.config.timeout or None
         for conn in list(self.connections.values()):
@@ -455,15 +458,17 @@ class Worker:
 
 def health_response(ok: bool, server_header: bytes) -> bytes:
     body = b"ok\n" if ok else b"stopping\n"
-    return b"".join((
-        b"HTTP/1.1 200 OK\r\n" if ok else b"HTTP/1.1 503 Service Unavailable\r\n",
-        http.date_header(),
-        server_header,
-        b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
-        b"Content-Length: %d\r\n" % len(body),
-        b"\r\n" if ok else b"Connection: close\r\n\r\n",
-        body,
-    ))
+    return b"".join(
+        (
+            b"HTTP/1.1 200 OK\r\n" if ok else b"HTTP/1.1 503 Service Unavailable\r\n",
+            http.date_header(),
+            server_header,
+            b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"\r\n" if ok else b"Connection: close\r\n\r\n",
+            body,
+        )
+    )
 
 
 def _has_pending(sock) -> bool:

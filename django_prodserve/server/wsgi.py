@@ -13,7 +13,7 @@ import sys
 from urllib.parse import unquote_to_bytes
 
 from . import http
-from .http import Request
+from .http import EMPTY_BODY, Request
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -95,8 +95,9 @@ def build_environ(base: dict, req: Request, remote_addr: str, remote_port: str) 
     environ = base.copy()
     target = req.target
     path, _, query = target.partition(b"?")
+    authority = None
     if path[:1] != b"/":
-        path = _origin_path(path, environ)
+        path, authority = _origin_path(path)
     if b"%" in path:
         path = unquote_to_bytes(path)
     environ["REQUEST_METHOD"] = req.method
@@ -119,17 +120,26 @@ def build_environ(base: dict, req: Request, remote_addr: str, remote_port: str) 
             environ[key] += separator + value.decode("latin-1")
         else:
             environ[key] = value.decode("latin-1")
+    if authority is not None:
+        environ["HTTP_HOST"] = authority  # RFC 9112 §3.2.2: the target's authority wins over Host
+    if req.body is not EMPTY_BODY and "CONTENT_LENGTH" not in environ:
+        # A chunked body, already decoded and buffered: give its length, since apps (Django
+        # among them) read CONTENT_LENGTH bytes and ignore wsgi.input_terminated.
+        body = req.body
+        environ["CONTENT_LENGTH"] = str(body.seek(0, 2))
+        body.seek(0)
     return environ
 
 
-def _origin_path(path: bytes, environ: dict) -> bytes:
-    """Absolute-form (http://host/p) → its path, its host becoming Host; '*' stays as is."""
+def _origin_path(path: bytes) -> tuple[bytes, str | None]:
+    """Absolute-form (http://host/p) → (its path, its authority); '*' stays as is."""
     if path == b"*":
-        return path
+        return path, None
     url = http.httptools.parse_url(path)
+    authority = None
     if url.host:
-        environ["HTTP_HOST"] = url.host.decode("latin-1") + (f":{url.port}" if url.port else "")
-    return url.path or b"/"
+        authority = url.host.decode("latin-1") + (f":{url.port}" if url.port else "")
+    return url.path or b"/", authority
 
 
 # (name, value) → b"name: value\r\n" for headers passed through as they are. Apps reuse most of
@@ -190,10 +200,11 @@ class Exchange:
         """
         req = self.req
         code = self.code
-        lines = [http.status_line(self.status), http.date_header(), self.conn.server_header]
+        lines = [http.status_line(self.status)]
         append = lines.append
         cache = _header_lines
         length = None
+        own_date = own_server = True
         for pair in self.headers:
             line = cache.get(pair) if type(pair) is tuple else None
             if line is None:
@@ -208,6 +219,13 @@ class Exchange:
                     if length < 0:
                         raise ValueError(f"negative Content-Length {value!r}")
                     line = b"Content-Length: %d\r\n" % length
+                elif lower == "date" or lower == "server":
+                    # The app's own Date or Server replaces ours (each is a single field).
+                    if lower == "date":
+                        own_date = False
+                    else:
+                        own_server = False
+                    line = f"{name}: {value}\r\n".encode("latin-1")
                 elif lower in HOP_BY_HOP:
                     # The server owns the connection (PEP 3333); an app asking to close is obeyed.
                     if lower == "connection" and "close" in value.lower():
@@ -219,6 +237,10 @@ class Exchange:
                         cache.clear()
                     cache[tuple(pair)] = line
             append(line)
+        if own_date:
+            append(http.date_header())
+        if own_server:
+            append(self.conn.server_header)
         self.bodyless = bodyless = req.method == "HEAD" or code < 200 or code in NO_BODY_STATUSES
         if length is None and code >= 200 and code not in NO_BODY_STATUSES:
             if body_length is not None:
@@ -294,13 +316,13 @@ def handle(app, conn, req: Request, environ: dict) -> Exchange:
         _internal_error(conn, ex)
         return ex
     try:
-        if type(result) is list and len(result) == 1 and ex.status is not None:
+        if type(result) is list and len(result) == 1 and ex.status is not None and not ex.head_sent:
             # The common case, one chunk: head and body in one send, with a known length.
             body = result[0]
             head = ex.head(len(body))
             conn.send(head if ex.bodyless else head + ex._frame(body))
             ex.finish()
-        elif type(result) is FileWrapper and not ex.head_sent and req.method != "HEAD":
+        elif type(result) is FileWrapper and not ex.head_sent:
             if not _sendfile(conn, ex, result):
                 _write_body(conn, ex, iter(result))
         else:

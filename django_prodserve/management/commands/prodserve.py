@@ -40,6 +40,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
         parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Validate the configuration, run the system checks, import the hooks and the "
+            "app, then exit (0 when all is well); no socket is bound.",
+        )
+        parser.add_argument(
+            "--print-config",
+            action="store_true",
+            help="Print every resolved setting and where its value came from, then exit.",
+        )
+        parser.add_argument(
             "--nostatic",
             action="store_false",
             dest="use_static_handler",
@@ -70,18 +81,19 @@ class Command(BaseCommand):
         }
         if options["addrport"] or options["use_ipv6"]:
             cli["bind"] = [self.addrport_to_bind(options["addrport"], options["use_ipv6"])]
-        config, _, problems = resolve(getattr(settings, "PRODSERVE", {}), os.environ, cli)
+        config, sources, problems = resolve(getattr(settings, "PRODSERVE", {}), os.environ, cli)
+        if options["print_config"]:
+            return self.print_config(config, sources, problems)
         if not settings.DEBUG and not settings.ALLOWED_HOSTS:
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
-        if not options["skip_checks"]:
+        if options["check"] or not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
             self.check(display_num_errors=True)
             self.check_migrations()
         if problems:
-            raise CommandError(
-                "Invalid prodserve configuration:\n"
-                + "\n".join(f"  {p.id}: {p.message}\n    HINT: {p.hint}" for p in problems)
-            )
+            raise invalid_configuration(problems)
+        if options["check"]:
+            return self.check_startup(config, options)
         connections.close_all()  # the checks may have opened some; workers must not share them
         logs.configure(config)
         try:
@@ -100,6 +112,37 @@ class Command(BaseCommand):
         exit_code = master.run()
         if exit_code:
             sys.exit(exit_code)
+
+    def print_config(self, config, sources: dict[str, str], problems) -> None:
+        """--print-config: each setting as you would write it in PRODSERVE, and its source."""
+        invalid = {p.setting: p.source for p in problems}
+        for setting in SETTINGS:
+            value = getattr(config, setting.name)
+            shown = list(value) if isinstance(value, tuple) else value
+            if setting.convert is octal and value is not None:
+                shown = f"0o{value:03o}"
+            source = sources[setting.name]
+            if source == "environment":
+                source += f" ({setting.env_var})"
+            if setting.name in invalid:
+                source += f"; the value in {invalid[setting.name]} is invalid, see below"
+            self.stdout.write(f"{setting.name} = {shown!s:s}  # {source}"
+                              if isinstance(shown, str) and shown.startswith("0o")
+                              else f"{setting.name} = {shown!r}  # {source}")
+        if problems:
+            raise invalid_configuration(problems)
+
+    def check_startup(self, config, options) -> None:
+        """--check: import what a start would (hooks, the WSGI app), but bind no socket."""
+        try:
+            Hooks(config)
+        except ImportError as exc:
+            raise CommandError(f"A server hook could not be imported: {exc}") from exc
+        try:
+            self.wsgi_loader(options)()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write("configuration OK")
 
     @staticmethod
     def addrport_to_bind(addrport: str | None, use_ipv6: bool) -> str:
