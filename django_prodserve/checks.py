@@ -1,14 +1,109 @@
-"""System checks: every invalid PRODSERVE setting or PRODSERVE_* variable, with the fix."""
+"""System checks: invalid settings, and server settings that contradict Django's own.
 
+The command runs them with its command-line values in force (see `command_line`), so a flag is
+checked exactly like the same key in settings.PRODSERVE.
+"""
+
+from __future__ import annotations
+
+import ipaddress
 import os
+import ssl
+from contextlib import contextmanager
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import resolve
+from .server import sockets, tls
+
+_command_line: dict = {}
+
+
+@contextmanager
+def command_line(values: dict):
+    """Run the checks as the command would serve: with its command-line values applied."""
+    _command_line.update(values)
+    try:
+        yield
+    finally:
+        _command_line.clear()
+
+
+def current_config():
+    return resolve(getattr(settings, "PRODSERVE", {}), os.environ, _command_line)
 
 
 @register("prodserve")
-def check_settings(app_configs, **kwargs) -> list[Error]:
-    _, _, problems = resolve(getattr(settings, "PRODSERVE", {}), os.environ, {})
-    return [Error(p.message, hint=p.hint, id=p.id) for p in problems]
+def check_settings(app_configs, **kwargs) -> list[CheckMessage]:
+    config, _, problems = current_config()
+    messages: list[CheckMessage] = [Error(p.message, hint=p.hint, id=p.id) for p in problems]
+    if not problems:
+        messages += check_tls(config) + check_against_django(config)
+    return messages
+
+
+def check_tls(config) -> list[CheckMessage]:
+    if config.keyfile and not config.certfile:
+        return [
+            Error(
+                "PRODSERVE keyfile is set without certfile.",
+                hint="Set certfile to the certificate that goes with the key.",
+                id="prodserve.E010",
+            )
+        ]
+    try:
+        tls.make_context(config)
+    except (OSError, ssl.SSLError) as exc:
+        return [
+            Error(
+                f"PRODSERVE TLS files cannot be used: {exc}.",
+                hint="Check that certfile, keyfile and ca_certs exist, are readable by this "
+                "user, are PEM, and that the key matches the certificate.",
+                id="prodserve.E011",
+            )
+        ]
+    return []
+
+
+def check_against_django(config) -> list[CheckMessage]:
+    """Server settings that, combined with Django's, are probably a mistake."""
+    messages: list[CheckMessage] = []
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None) and not config.forwarded_allow_ips:
+        messages.append(
+            Warning(
+                "SECURE_PROXY_SSL_HEADER is set but PRODSERVE forwarded_allow_ips trusts no proxy: "
+                "the header is removed from every request, so Django never sees HTTPS.",
+                hint="Set forwarded_allow_ips to your proxy's addresses.",
+                id="prodserve.W001",
+            )
+        )
+    if "*" in config.forwarded_allow_ips and any(_public(b) for b in config.bind):
+        messages.append(
+            Warning(
+                "PRODSERVE forwarded_allow_ips is '*' while binding a non-loopback address: any "
+                "client can set its own REMOTE_ADDR and scheme with X-Forwarded-* headers.",
+                hint="List your proxies' addresses instead of '*', or bind to loopback.",
+                id="prodserve.W002",
+            )
+        )
+    if settings.DEBUG and config.workers > 1 and not getattr(config, "reload", False):
+        messages.append(
+            Warning(
+                f"DEBUG is True with {config.workers} workers and no reload: this looks like a "
+                "production server running with DEBUG on (tracebacks shown to visitors).",
+                hint="Set DEBUG = False in production, or use --reload for development.",
+                id="prodserve.W003",
+            )
+        )
+    return messages
+
+
+def _public(bind: str) -> bool:
+    address = sockets.parse_bind(bind)
+    if address.kind != "tcp":
+        return False
+    try:
+        return not ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        return address.host != "localhost"

@@ -107,6 +107,46 @@ def url_path(value: Any) -> str | None:
     raise Invalid(f"must be a URL path starting with '/', such as '/-/health', not {value!r}")
 
 
+def networks(value: Any) -> tuple[str, ...]:
+    """Trusted peers: IPs or CIDR networks (list, or comma-separated string); '*' trusts all."""
+    import ipaddress
+
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        items = [item.strip() for item in value]
+    else:
+        raise Invalid(f"must be a list of IP addresses or networks, or '*', not {value!r}")
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise Invalid(f"{item!r} is not an IP address or network (CIDR)") from None
+    return tuple(items)
+
+
+def header_values(value: Any) -> dict[str, str]:
+    """{header: value meaning https}, as gunicorn's secure_scheme_headers (JSON in env/CLI)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise Invalid(
+                f'must be a JSON object such as {{"X-Forwarded-Proto": "https"}}, not {value!r}'
+            ) from None
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return {k.upper(): v for k, v in value.items()}
+    raise Invalid(
+        f"must be a dict of header name to value, such as "
+        f"{{'X-Forwarded-Proto': 'https'}}, not {value!r}"
+    )
+
+
 def choice(*options: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if isinstance(value, str) and value.lower() in options:
@@ -404,6 +444,77 @@ SETTINGS += (
         name, None, hook, f"Server hook {text}", (f"--{name.replace('_', '-')}",), "DOTTED.PATH"
     )
     for name, text in HOOKS.items()
+)
+
+# TLS and proxies
+SETTINGS += (
+    Setting(
+        "certfile",
+        None,
+        optional_string,
+        "TLS certificate (PEM); with keyfile, serve HTTPS.",
+        ("--certfile",),
+        "FILE",
+    ),
+    Setting("keyfile", None, optional_string, "TLS private key (PEM).", ("--keyfile",), "FILE"),
+    Setting(
+        "ca_certs",
+        None,
+        optional_string,
+        "CA certificates (PEM) to verify client certificates with.",
+        ("--ca-certs",),
+        "FILE",
+    ),
+    Setting(
+        "cert_reqs",
+        "none",
+        choice("none", "optional", "required"),
+        "Client certificates: none, optional or required (mutual TLS).",
+        ("--cert-reqs",),
+        "MODE",
+    ),
+    Setting(
+        "ciphers",
+        None,
+        optional_string,
+        "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's). None: Python's "
+        "defaults. TLS below 1.2 is never offered.",
+        ("--ciphers",),
+        "CIPHERS",
+    ),
+    Setting(
+        "forwarded_allow_ips",
+        ("127.0.0.1", "::1"),
+        networks,
+        "Peers trusted to set X-Forwarded-For/-Proto and Forwarded: IPs or CIDR networks, or "
+        "'*'. From anyone else those headers are removed.",
+        ("--forwarded-allow-ips",),
+        "IPS",
+    ),
+    Setting(
+        "secure_scheme_headers",
+        {"X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
+        header_values,
+        "Headers (from trusted peers) whose value means the request came over HTTPS.",
+        ("--secure-scheme-headers",),
+        "JSON",
+    ),
+    Setting(
+        "proxy_protocol",
+        "off",
+        choice("off", "v1", "v2", "auto"),
+        "Expect a PROXY protocol header (HAProxy) first on connections from proxy_allow_ips.",
+        ("--proxy-protocol",),
+        "VERSION",
+    ),
+    Setting(
+        "proxy_allow_ips",
+        ("127.0.0.1", "::1"),
+        networks,
+        "Peers allowed to send a PROXY protocol header.",
+        ("--proxy-allow-from",),
+        "IPS",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

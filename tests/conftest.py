@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MANAGE = ROOT / "testproject" / "manage.py"
-LISTENING = re.compile(r"Listening at http://(?:\[([^\]]+)\]|([^:/]+)):(\d+)/")
+LISTENING = re.compile(r"Listening at https?://(?:\[([^\]]+)\]|([^:/]+)):(\d+)/")
 MASTER_PID = re.compile(r"master pid (\d+)")
 
 

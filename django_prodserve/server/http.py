@@ -1,11 +1,23 @@
 """HTTP/1.1 on the wire, without sockets: bytes in, `Request`s or a `ProtocolError` out.
 
-llhttp (through httptools) does the RFC 9112 grammar; this module adds the server's own rules:
-size limits, one Host, the version, body buffering, and the heads of responses.
+llhttp (through httptools) does the RFC 9112 grammar, strictly. It already answers 400 to: methods
+it does not know (a custom token method too: it reports no position, so we cannot cheaply tell
+one from garbage for a 501), HTAB or trailing space in the request line, a target with CTLs,
+spaces or non-ASCII, a version that is not HTTP/DIGIT.DIGIT, bare CR or LF in the head or in chunk
+framing, header names that are not tokens, whitespace before a colon, obs-fold, NUL and CTLs in
+values, a Content-Length that is not 1*DIGIT, repeats or overflows, Content-Length together with
+Transfer-Encoding, `chunked` not last or twice, chunk sizes that are not bare hex or overflow,
+chunk data not followed by CRLF.
+
+This module adds the rest (see docs/http-edge.md; tests/http_corpus.py has a case for each rule):
+limits (414, 431, 413), exactly one valid Host, HTTP/1.0 and 1.1 only (505), request-target forms,
+Transfer-Encoding exactly `chunked`, bounded chunk framing, no CONNECT and no protocol switch. A
+plain request pays only for a length-dispatched look at header names; the rest runs on rare paths.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -21,6 +33,9 @@ HARD_LIMIT_FIELDS = 32768
 HARD_LIMIT_FIELD_SIZE = 65536
 #: Bodies up to this size stay in memory; larger ones spool to a temporary file.
 BODY_IN_MEMORY = 1024 * 1024
+#: Framing bytes one chunk may take for free: up to 16 hex digits, its two CRLFs. Anything more
+#: (extensions, padding zeros, trailer fields) comes out of limit_request_field_size per request.
+CHUNK_FRAMING = 20
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -66,7 +81,10 @@ class Request:
 
 
 class RequestParser:
-    """Feed it bytes; complete requests queue up in `ready`, in order (pipelining)."""
+    """Feed it bytes; complete requests queue up in `ready`, in order (pipelining).
+
+    Feed nothing more after a request whose keep_alive is False: the connection ends with it.
+    """
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -74,6 +92,14 @@ class RequestParser:
         #: Set when a request asked for 100-continue; the connection sends CONTINUE and clears it.
         self.continue_pending = False
         self._parser = httptools.HttpRequestParser(self)
+        self._parser.set_dangerous_leniencies(
+            # RFC 9112 §9.6: after a request that closes the connection, what follows is ignored;
+            # llhttp would otherwise fail the whole read, the request before it included.
+            lenient_data_after_close=True,
+            # Any HTTP/DIGIT.DIGIT reaches on_headers_complete, which answers 505 (RFC 9110
+            # §15.6.6) to all but 1.0 and 1.1; llhttp would say 400 to 1.2 or 3.0.
+            lenient_version=True,
+        )
         self._max_line = limits.request_line
         self._max_fields = limits.fields
         self._max_field_size = limits.field_size
@@ -85,6 +111,7 @@ class RequestParser:
         self._headers: list[tuple[bytes, bytes]] = []
         self._hosts = 0
         self._length: int | None = None
+        self._te: bytes | None = None
         self._expect = False
         self._body = None
         self._body_size = 0
@@ -98,18 +125,48 @@ class RequestParser:
             self._head_bytes += len(data)
             if self._head_bytes > self._max_head:
                 raise ProtocolError(431, "request head too large")
+        elif self._te is not None:
+            self._count_chunk_framing(len(data))
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # No protocol switching here: the request is served, then the connection closes.
-            if self.ready:
-                self.ready[-1].keep_alive = False
+            self._end_at_upgrade()
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, ProtocolError):
                 raise exc.__context__ from None
             raise ProtocolError(400, f"bad request: {exc}") from None
         except httptools.HttpParserError as exc:
             raise ProtocolError(400, f"bad request: {exc}") from None
+
+    def _count_chunk_framing(self, size: int) -> None:
+        """Bound what a chunked body sends besides data (RFC 9112 §7.1.1, §7.1.2 leave it open).
+
+        llhttp skips chunk extensions without a callback, so a client could send them forever.
+        Every byte fed before this read belongs to the unfinished body; the read that carried the
+        head is not counted, so a client gets at most one read beyond the budget.
+        """
+        if self._wire - self._body_size > self._chunks * CHUNK_FRAMING + self._max_field_size:
+            raise ProtocolError(400, "too many bytes of chunk extensions or trailers")
+        self._wire += size
+
+    def _end_at_upgrade(self) -> None:
+        """llhttp stops after a CONNECT or Upgrade request (already queued) and parses no further.
+
+        We switch no protocol (RFC 9110 §7.8 lets a server ignore Upgrade): the request is served
+        as plain HTTP, then the connection closes. CONNECT asks a proxy for a tunnel (RFC 9110
+        §9.3.6): 501. httptools skips the body of an upgrade request, so one with a body gets 501
+        rather than reaching the app without it.
+        """
+        request = self.ready[-1]
+        if request.method == "CONNECT":
+            self.ready.pop()
+            raise ProtocolError(501, "CONNECT is not supported")
+        for name, value in request.headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding" or (lower == b"content-length" and int(value)):
+                self.ready.pop()
+                raise ProtocolError(501, "a request body with Upgrade is not supported")
+        request.keep_alive = False
 
     # llhttp callbacks
 
@@ -130,24 +187,43 @@ class RequestParser:
         if size == 4:
             if name.lower() == b"host":
                 self._hosts += 1
+                self._host = value
         elif size == 14:
             if name.lower() == b"content-length":
                 self._length = int(value)  # llhttp has checked: digits, and only one
+        elif size == 17:
+            if name.lower() == b"transfer-encoding":
+                self._te = value if self._te is None else self._te + b"," + value
         elif size == 6 and name.lower() == b"expect":
             self._expect = value.lower() == b"100-continue"
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.version = version = self._parser.get_http_version()
+        parser = self._parser
+        self.version = version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise ProtocolError(505, f"HTTP version {version} not supported")
-        if self._hosts != 1 and (version == "1.1" or self._hosts > 1):
+        # RFC 9112 §3.2: HTTP/1.1 needs exactly one Host, any version at most one, and valid.
+        if self._hosts == 1:
+            if self._host not in _valid_hosts:
+                _check_host(self._host)
+        elif version == "1.1" or self._hosts:
             raise ProtocolError(400, "exactly one Host header is required")
+        url = self._url
+        # RFC 9112 §3.2: no request-target form has a fragment (llhttp would accept "#...").
+        if b"#" in url:
+            raise ProtocolError(400, "fragment in the request target")
+        if url[:1] != b"/":
+            _check_target_form(parser.get_method(), url)
         self._in_head = False
         # Anything llhttp reports after this is a chunked trailer: counted against the limits,
         # never merged into the request's headers (a trailer must not pose as a header).
         self._request_headers = self._headers
         self._headers = []
+        if self._te is not None:
+            _check_transfer_encoding(self._te, version)
+            self._chunks = 0
+            self._wire = 0
         length = self._length
         if length is not None:
             if self.limits.body and length > self.limits.body:
@@ -156,6 +232,9 @@ class RequestParser:
                 self._body = SpooledTemporaryFile(max_size=BODY_IN_MEMORY)
         if self._expect and version == "1.1" and length != 0:
             self.continue_pending = True
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_body(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
@@ -188,6 +267,71 @@ class RequestParser:
 
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+
+# The rules below run only on the rare paths of on_headers_complete.
+
+#: RFC 9110 §5.6.2 token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9110 §7.2 Host = uri-host [ ":" port ], RFC 3986 §3.2.2: an IP-literal in brackets or a
+#: reg-name (unreserved, pct-encoded, sub-delims; may be empty), then digits for the port.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Za-z._~:!$&'()*+,;=-]+\]|(?:[0-9A-Za-z._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]*)?"
+)
+#: Host values already found valid: a server sees few, so the check runs once for each.
+_valid_hosts: set[bytes] = set()
+
+
+def _check_host(host: bytes) -> None:
+    """RFC 9112 §3.2: a Host header field with an invalid value gets 400."""
+    if _HOST.fullmatch(host.rstrip(b" \t")) is None:
+        raise ProtocolError(400, "invalid Host header")
+    if len(_valid_hosts) < 256:
+        _valid_hosts.add(host)
+
+
+def _check_target_form(method: bytes, target: bytes) -> None:
+    """A target that is not origin-form (RFC 9112 §3.2.2-§3.2.4); llhttp let it through."""
+    if target[:1] == b"*":
+        # RFC 9112 §3.2.4: asterisk-form is "*" alone, and only for a server-wide OPTIONS.
+        if target != b"*" or method != b"OPTIONS":
+            raise ProtocolError(400, "asterisk-form target is for OPTIONS only")
+    elif method != b"CONNECT":  # authority-form; CONNECT itself gets 501 (_end_at_upgrade)
+        _check_absolute_form(target)
+
+
+def _check_absolute_form(target: bytes) -> None:
+    """RFC 9112 §3.2.2: an http(s) URI whose authority then replaces Host (wsgi.py does that)."""
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        raise ProtocolError(400, "invalid absolute-form target") from None
+    if (url.schema or b"").lower() not in (b"http", b"https"):
+        raise ProtocolError(400, "absolute-form target is not an http(s) URI")
+    if not url.host:  # RFC 9110 §4.2.1: an http URI with an empty host MUST be rejected
+        raise ProtocolError(400, "absolute-form target without a host")
+    if url.userinfo is not None:  # RFC 9110 §4.2.4: userinfo SHOULD be treated as an error
+        raise ProtocolError(400, "userinfo in the request target")
+
+
+def _check_transfer_encoding(value: bytes, version: str) -> None:
+    """Transfer-Encoding must be exactly `chunked`, in any case, with optional whitespace.
+
+    - In HTTP/1.0 the framing is faulty (RFC 9112 §6.1): 400.
+    - Not a list of tokens (empty elements, odd bytes): 400, since a proxy in front may read it
+      another way and frame by Content-Length (CVE-2024-6827, CVE-2019-16789).
+    - `chunked` not last or twice: the length cannot be determined (RFC 9112 §6.3): 400.
+    - Another coding before `chunked` (gzip, identity, …): we decode none (RFC 9112 §6.1): 501.
+    """
+    if version == "1.0":
+        raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+    codings = [coding.strip(b" \t").lower() for coding in value.split(b",")]
+    if not all(_TOKEN.fullmatch(coding) for coding in codings):
+        raise ProtocolError(400, "malformed Transfer-Encoding")
+    if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise ProtocolError(400, "chunked must be the final transfer coding, once")
+    if len(codings) > 1:
+        raise ProtocolError(501, f"transfer coding {codings[0].decode()} is not implemented")
 
 
 class _EmptyBody:

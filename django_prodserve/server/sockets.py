@@ -142,11 +142,11 @@ def bound_address(sock: socket.socket, address: Address) -> Address:
     return Address("tcp", host=host, port=port)
 
 
-def display(address: Address) -> str:
+def display(address: Address, scheme: str = "http") -> str:
     """How the banner and logs name an address: a URL for TCP."""
     if address.kind == "unix":
         return f"unix:{address.path}"
     if address.kind == "fd":
         return f"fd://{address.fd}"
     host = f"[{address.host}]" if ":" in address.host else address.host
-    return f"http://{host}:{address.port}/"
+    return f"{scheme}://{host}:{address.port}/"

@@ -13,6 +13,7 @@ import random
 import select
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from ..logs import log_access, reopen_files
-from . import http, wsgi
+from . import http, proxy, wsgi
 from .heartbeat import Heartbeat
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -33,6 +34,9 @@ RECV_SIZE = 65536
 ACCEPT_BATCH = 64
 #: Exit status of a worker whose app failed to import: the master stops instead of respawning.
 BOOT_ERROR = 3
+
+
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
 
 
 class Connection:
@@ -50,6 +54,11 @@ class Connection:
         "last_active",
         "busy",
         "write_timeout",
+        "trusted",
+        "preamble",
+        "tls",
+        "handshaking",
+        "_poller",
     )
 
     def __init__(self, sock, addr, listener, worker) -> None:
@@ -66,59 +75,68 @@ class Connection:
         self.last_active = time.monotonic()
         self.busy = False
         self.write_timeout = worker.config.timeout or None
+        self.trusted = self.remote_addr in worker.forwarded.trust
+        # Bytes of a PROXY protocol preamble still to come (None: not expected on this peer).
+        self.preamble = (
+            b"" if worker.proxy_trust and self.remote_addr in worker.proxy_trust else None
+        )
+        self.tls = self.handshaking = listener.ssl_context is not None
+        self._poller = None
 
     def send(self, data: bytes) -> None:
         try:
             sent = self.sock.send(data)
-        except BlockingIOError:
+        except WOULD_BLOCK:
             sent = 0
         if sent != len(data):
-            self._send_rest(memoryview(data)[sent:])
+            view = memoryview(data)[sent:]
+            while view:
+                self.wait_writable()
+                try:
+                    view = view[self.sock.send(view) :]
+                except WOULD_BLOCK:
+                    continue
 
-    def _send_rest(self, view: memoryview) -> None:
+    def wait_writable(self) -> None:
         """The socket buffer is full: wait for room, up to the timeout, then give up on the client."""
-        poller = select.poll()
-        poller.register(self.fd, select.POLLOUT)
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.fd, select.POLLOUT)
         timeout_ms = None if self.write_timeout is None else int(self.write_timeout * 1000)
-        while view:
-            if not poller.poll(timeout_ms):
-                raise TimeoutError("client did not read the response in time")
-            try:
-                view = view[self.sock.send(view) :]
-            except BlockingIOError:
-                continue
+        if not self._poller.poll(timeout_ms):
+            raise TimeoutError("client did not read the response in time")
 
     def sendfile(self, fd: int, offset: int, count: int) -> None:
-        poller = None
         end = offset + count
         while offset < end:
+            if self.tls:  # the kernel can't encrypt for us: read, then send through TLS
+                data = os.pread(fd, min(end - offset, 262144), offset)
+                if not data:
+                    raise ConnectionError("file shrank while it was being sent")
+                self.send(data)
+                offset += len(data)
+                continue
             try:
                 sent = os.sendfile(self.fd, fd, offset, end - offset)
             except BlockingIOError:
-                sent = -1
+                self.wait_writable()
+                continue
             if sent == 0:
                 raise ConnectionError("file shrank while it was being sent")
-            if sent > 0:
-                offset += sent
-                continue
-            if poller is None:
-                poller = select.poll()
-                poller.register(self.fd, select.POLLOUT)
-            timeout_ms = None if self.write_timeout is None else int(self.write_timeout * 1000)
-            if not poller.poll(timeout_ms):
-                raise TimeoutError("client did not read the response in time")
+            offset += sent
 
 
 class Listener:
-    """A bound listening socket and the environ keys its requests share."""
+    """A bound listening socket, the environ keys its requests share, its TLS context if any."""
 
-    __slots__ = ("sock", "fd", "environ_base", "address")
+    __slots__ = ("sock", "fd", "environ_base", "address", "ssl_context")
 
-    def __init__(self, sock, environ_base, address) -> None:
+    def __init__(self, sock, environ_base, address, ssl_context=None) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.environ_base = environ_base
         self.address = address
+        self.ssl_context = ssl_context
 
 
 class Worker:
@@ -148,6 +166,12 @@ class Worker:
             self.retire_at = time.monotonic() + config.max_worker_lifetime + jitter
         self.max_rss = config.max_worker_memory * 1024 * 1024
         self.health = config.health_check_path and config.health_check_path.encode("ascii")
+        self.forwarded = proxy.ForwardedHeaders(
+            proxy.Trust(config.forwarded_allow_ips), config.secure_scheme_headers
+        )
+        self.proxy_trust = (
+            proxy.Trust(config.proxy_allow_ips) if config.proxy_protocol != "off" else None
+        )
         self.pool = None
         self.finished: deque[Connection] = deque()
         self.current: http.Request | None = None
@@ -306,15 +330,24 @@ class Worker:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if listener.ssl_context is not None:
+                sock = listener.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
             conn = Connection(sock, addr, listener, self)
             self.connections[conn.fd] = conn
             self.epoll.register(conn.fd, EPOLLIN)
         return ACCEPT_BATCH
 
     def on_readable(self, conn: Connection) -> None:
+        if conn.handshaking and not self.handshake(conn):
+            return
         try:
             data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            if conn.tls:
+                while conn.sock.pending():  # decrypted bytes epoll cannot see
+                    data += conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             return
         except OSError:
             self.close(conn)
@@ -323,6 +356,10 @@ class Worker:
             self.close(conn)
             return
         conn.last_active = time.monotonic()
+        if conn.preamble is not None:
+            data = self.read_preamble(conn, data)
+            if not data:
+                return
         parser = conn.parser
         try:
             parser.feed(data)
@@ -345,6 +382,44 @@ class Worker:
             elif not self.process(conn):
                 self.close(conn)
 
+    def handshake(self, conn: Connection) -> bool:
+        """Advance a TLS handshake without blocking the loop; True once it is done."""
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        except ssl.SSLWantWriteError:
+            try:
+                conn.wait_writable()
+            except TimeoutError:
+                self.close(conn)
+            return False
+        except OSError as exc:  # ssl.SSLError included: a bad client, not our problem
+            error_log.info("TLS handshake with %s failed: %s", conn.remote_addr, exc)
+            self.close(conn)
+            return False
+        conn.handshaking = False
+        return True
+
+    def read_preamble(self, conn: Connection, data: bytes) -> bytes:
+        """Consume a PROXY protocol header; what follows it is HTTP. b'' while incomplete."""
+        data = conn.preamble + data
+        try:
+            result = proxy.read_proxy_header(data, self.config.proxy_protocol)
+        except http.ProtocolError as exc:
+            error_log.info("Bad PROXY header from %s: %s", conn.remote_addr, exc.reason)
+            self.fail(conn, exc.status)
+            return b""
+        if result is None:
+            conn.preamble = data
+            return b""
+        consumed, client = result
+        conn.preamble = None
+        if client is not None:
+            conn.remote_addr, conn.remote_port = client
+            conn.trusted = conn.remote_addr in self.forwarded.trust
+        return data[consumed:]
+
     def process(self, conn: Connection) -> bool:
         """Serve every complete request the connection has, in order. False: close it."""
         ready = conn.parser.ready
@@ -357,6 +432,7 @@ class Worker:
                 continue
             self.current = req
             environ = wsgi.build_environ(conn.environ_base, req, conn.remote_addr, conn.remote_port)
+            self.forwarded.apply(environ, conn.trusted)
             if self.stopping:
                 conn.keep_alive = False
             start = time.monotonic() if self.access else 0.0

@@ -52,7 +52,9 @@ class FileWrapper:
             close()
 
 
-def base_environ(server_name: str, server_port: str, multithread: bool, multiprocess: bool) -> dict:
+def base_environ(
+    server_name: str, server_port: str, multithread: bool, multiprocess: bool, scheme: str = "http"
+) -> dict:
     """The keys every request of one listening socket shares; copied per request."""
     return {
         "SERVER_NAME": server_name,
@@ -60,7 +62,7 @@ def base_environ(server_name: str, server_port: str, multithread: bool, multipro
         "SCRIPT_NAME": "",
         "SERVER_SOFTWARE": "prodserve",
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": scheme,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": multithread,
         "wsgi.multiprocess": multiprocess,

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import sys
 from datetime import datetime
 
 import django
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.core.management.commands.runserver import naiveip_re
 from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 
-from ... import __version__, logs
-from ...conf import SETTINGS, resolve
-from ...server import sockets, wsgi
+from ... import __version__, checks, logs
+from ...conf import SETTINGS, octal, resolve
+from ...server import sockets, tls, wsgi
+from ...server.hooks import Hooks
 from ...server.master import Master
 from ...server.worker import Listener
+
+
+def invalid_configuration(problems) -> CommandError:
+    return CommandError(
+        "Invalid prodserve configuration:\n"
+        + "\n".join(f"  {p.id}: {p.message}\n    HINT: {p.hint}" for p in problems)
+    )
 
 
 class Command(BaseCommand):
@@ -88,7 +98,8 @@ class Command(BaseCommand):
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
         if options["check"] or not options["skip_checks"]:
             self.stdout.write("Performing system checks...\n\n")
-            self.check(display_num_errors=True)
+            with checks.command_line(cli):
+                self.check(display_num_errors=True)
             self.check_migrations()
         if problems:
             raise invalid_configuration(problems)
@@ -118,17 +129,16 @@ class Command(BaseCommand):
         invalid = {p.setting: p.source for p in problems}
         for setting in SETTINGS:
             value = getattr(config, setting.name)
-            shown = list(value) if isinstance(value, tuple) else value
             if setting.convert is octal and value is not None:
                 shown = f"0o{value:03o}"
+            else:
+                shown = repr(list(value) if isinstance(value, tuple) else value)
             source = sources[setting.name]
             if source == "environment":
                 source += f" ({setting.env_var})"
             if setting.name in invalid:
-                source += f"; the value in {invalid[setting.name]} is invalid, see below"
-            self.stdout.write(f"{setting.name} = {shown!s:s}  # {source}"
-                              if isinstance(shown, str) and shown.startswith("0o")
-                              else f"{setting.name} = {shown!r}  # {source}")
+                source += f"; the invalid value from {invalid[setting.name]} is ignored, see below"
+            self.stdout.write(f"{setting.name} = {shown}  # {source}")
         if problems:
             raise invalid_configuration(problems)
 
@@ -172,6 +182,11 @@ class Command(BaseCommand):
         """Bind every address; sockets handed over (systemd, SIGUSR2) replace `bind`."""
         multiprocess = config.workers > 1
         multithread = config.threads > 1
+        try:
+            context = tls.make_context(config)
+        except (OSError, ssl.SSLError) as exc:
+            raise CommandError(f"TLS: {exc} (check certfile, keyfile, ca_certs, ciphers)") from exc
+        scheme = "http" if context is None else "https"
         listeners = []
         addresses = [sockets.Address("fd", fd=fd) for fd in sockets.inherited_fds()]
         for address in addresses or map(sockets.parse_bind, config.bind):
@@ -184,9 +199,8 @@ class Command(BaseCommand):
                 sys.exit(1)
             bound = sockets.bound_address(sock, address)
             name, port = (bound.host, str(bound.port)) if bound.kind == "tcp" else (bound.path, "")
-            listeners.append(
-                Listener(sock, wsgi.base_environ(name, port, multithread, multiprocess), bound)
-            )
+            environ = wsgi.base_environ(name, port, multithread, multiprocess, scheme)
+            listeners.append(Listener(sock, environ, bound, context))
         return listeners
 
     @staticmethod
@@ -216,7 +230,9 @@ class Command(BaseCommand):
             f"prodserve {__version__} on Python {sys.version.split()[0]}: master pid {os.getpid()}, "
             f"{config.workers} {workers} × {config.threads} {threads}",
         ]
-        lines += [f"Listening at {sockets.display(listener.address)}" for listener in listeners]
+        for listener in listeners:
+            scheme = listener.environ_base["wsgi.url_scheme"]
+            lines.append(f"Listening at {sockets.display(listener.address, scheme)}")
         quit_key = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
         lines.append(f"Quit the server with {quit_key}.")
         self.stdout.write("\n".join(lines))

@@ -1,0 +1,278 @@
+"""The serving side of `--reload`: a fresh interpreter that the supervisor (reloader.py) starts.
+
+`BOOTSTRAP` (run with `python -c`) sets sys.path as running the command line directly would, then
+`main()` imports Django's core modules and waits on the control pipe. That parked state is the warm
+standby: on the supervisor's word it runs manage.py as `__main__`, and the command serves on the
+inherited sockets (PRODSERVE_LISTEN_FDS) — about 15 ms of setup for a small project instead of the
+~400 ms a cold interpreter spends importing Django.
+
+When the project cannot boot (a SyntaxError in models.py, broken settings, an app that won't
+import) this process does not exit: it serves a 500 with the traceback (DEBUG) on the same sockets
+until the supervisor stops it, so a request after a bad save gets an explanation, not a refusal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import html
+import importlib
+import json
+import os
+import runpy
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+CHILD_ENV = "PRODSERVE_RELOAD_CHILD"
+#: How a restart stops the old server: dev mode, a request still running after this is cut off.
+STOP_GRACE = 1.0
+
+BOOTSTRAP = (
+    "import os, sys\n"
+    "sys.path[0] = (os.path.dirname(os.path.realpath(sys.argv[2])) if sys.argv[1] == 'script'\n"
+    "               else os.getcwd())\n"
+    "from django_prodserve.server.reload_child import main\n"
+    "main()\n"
+)
+
+#: Imported before the word. Library code only, never settings or the project: a standby is
+#: started before the next edit, so anything it imports must not depend on the project's files.
+PREIMPORT = (
+    "django.core.management",
+    "django.core.handlers.wsgi",
+    "django.core.servers.basehttp",
+    "django.core.checks",
+    "django.db.models",
+    "django.db.backends.sqlite3.base",
+    "django.db.backends.postgresql.base",
+    "django.db.migrations.executor",
+    "django.forms",
+    "django.http",
+    "django.urls",
+    "django.shortcuts",
+    "django.template.backends.django",
+    "django.template.defaulttags",
+    "django.template.loader_tags",
+    "django.template.loaders.cached",
+    "django.template.loaders.app_directories",
+    "django.templatetags.static",
+    "django.views.debug",
+    "django.views.generic",
+    "django.views.static",
+    "django.middleware.common",
+    "django.middleware.csrf",
+    "django.middleware.security",
+    "django.middleware.clickjacking",
+    "django.contrib.staticfiles.handlers",
+    "django.contrib.messages.middleware",
+    "django.contrib.sessions.middleware",
+    "django_prodserve.management.commands.prodserve",
+)
+
+
+@dataclasses.dataclass
+class ChildState:
+    """What the supervisor handed over (CHILD_ENV), and whether the server got up."""
+
+    control: int  # read end: b"go", or b"error\n<message>"; EOF means "exit"
+    status: int  # write end: b"r" once the app is loaded, b"f" when serving an error page
+    events: int  # changes handled without a restart, one path per line (ChangeReplay)
+    debug: bool  # the supervisor's settings.DEBUG, for error pages when settings won't load
+    supervisor: int
+    ready: bool = False
+
+
+_state: ChildState | None = None
+
+
+def state() -> ChildState | None:
+    """Set in a reload child: the command then serves on the supervisor's sockets, no banner."""
+    return _state
+
+
+def main() -> None:
+    """The child's life: park (standby), then serve the project, or its boot error."""
+    global _state
+    _state = ChildState(**json.loads(os.environ.pop(CHILD_ENV)))
+    _die_with(_state.supervisor)
+    # Ctrl-C reaches the whole process group; a parked standby leaves stopping to the supervisor.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Our own copies of the sockets: the command's socket objects close theirs if it fails.
+    fallback = [os.dup(int(fd)) for fd in os.environ["PRODSERVE_LISTEN_FDS"].split(",")]
+    _preimport()
+    word = _read_all(_state.control)
+    os.close(_state.control)
+    if not word:
+        return  # discarded, or the supervisor is gone
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if word.startswith(b"error\n"):
+        serve_error(fallback, word[6:].decode(), None)
+    kind, target, *argv = sys.argv[1:]
+    sys.argv = [target, *argv]
+    try:
+        if kind == "module":
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target, run_name="__main__")
+    except KeyboardInterrupt:
+        return
+    except BaseException as exc:  # SystemExit too: a CommandError before serving is a boot error
+        if _state.ready:
+            raise
+        if isinstance(exc, SystemExit):
+            message = f"The command exited with status {exc.code} before serving."
+        else:
+            traceback.print_exc()
+            message = "".join(traceback.format_exception(exc))
+        sys.stderr.flush()
+        serve_error(fallback, message, exc)
+
+
+def _die_with(supervisor: int) -> None:
+    """Linux: SIGTERM when the supervisor dies, so a killed supervisor leaves no server behind."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # macOS: no prctl; a standby still exits on EOF, a serving child lingers
+    if os.getppid() != supervisor:
+        os._exit(0)
+
+
+def _preimport() -> None:
+    """Import PREIMPORT with DJANGO_SETTINGS_MODULE hidden: a module that reads a setting at import
+    fails here and is imported after the word instead, so no value is cached from stale settings.
+    A failure here is not an error: the real import after the word reports it if it persists."""
+    saved = os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+    try:
+        for name in PREIMPORT:
+            try:
+                importlib.import_module(name)
+            except Exception:
+                pass
+    finally:
+        if saved is not None:
+            os.environ["DJANGO_SETTINGS_MODULE"] = saved
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def adjust(config):
+    """The child's config: the app loaded before fork (a broken one raises here, where main()
+    turns it into the error page), quick stops, and the pidfile left to the supervisor."""
+    return dataclasses.replace(
+        config,
+        preload_app=True,
+        graceful_timeout=min(config.graceful_timeout, STOP_GRACE),
+        pidfile=None,
+    )
+
+
+def ready(app):
+    """The app is loaded: tell the supervisor, and replay its template/.mo resets in each worker."""
+    _state.ready = True
+    os.write(_state.status, b"r")
+    return ChangeReplay(app, _state.events)
+
+
+class ChangeReplay:
+    """Fires Django's `file_changed` in this process, before the next request, for each change the
+    supervisor handled without a restart (django.template.autoreload claims template edits,
+    django.utils.translation.reloader .mo files): its receivers then reset the caches that serve
+    here, not only the supervisor's. Dev mode only; one fstat() per request."""
+
+    def __init__(self, app, fd: int) -> None:
+        self.app = app
+        self.fd = fd
+        self.offset = os.fstat(fd).st_size
+
+    def __call__(self, environ, start_response):
+        size = os.fstat(self.fd).st_size
+        if size != self.offset:
+            self.replay(size)
+        return self.app(environ, start_response)
+
+    def replay(self, size: int) -> None:
+        from django.utils.autoreload import file_changed
+
+        data = os.pread(self.fd, size - self.offset, self.offset)
+        data = data[: data.rfind(b"\n") + 1]  # a line still being written waits for next time
+        self.offset += len(data)
+        for line in data.decode().splitlines():
+            file_changed.send(sender=self, file_path=Path(line))
+
+
+def serve_error(fds: list[int], message: str, exc: BaseException | None) -> None:
+    """Serve a 500 on the inherited sockets until the supervisor stops us; never returns."""
+    from ..conf import resolve
+    from .master import Master
+    from .sockets import Address, bound_address
+    from .worker import Listener
+    from .wsgi import base_environ
+
+    os.write(_state.status, b"f")
+    config = dataclasses.replace(
+        resolve({}, {}, {})[0], workers=1, timeout=0, graceful_timeout=STOP_GRACE
+    )
+    listeners = []
+    for fd in fds:
+        sock = socket.socket(fileno=fd)
+        address = bound_address(sock, Address("fd", fd=fd))
+        host, port = (address.host, str(address.port)) if address.kind == "tcp" else ("", "")
+        listeners.append(Listener(sock, base_environ(host, port, False, False), address))
+    code = Master(config, listeners, app=ErrorPage(error_page(message, exc))).run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def error_page(message: str, exc: BaseException | None) -> bytes:
+    """Django's technical 500 when DEBUG and settings load; a plain traceback page when they
+    don't; Django's bare 500 body when DEBUG is off."""
+    try:
+        from django.conf import settings
+
+        debug = settings.DEBUG
+    except Exception:
+        debug = _state.debug
+    if not debug:
+        return b"<h1>Server Error (500)</h1>"
+    if exc is not None and not isinstance(exc, SystemExit):
+        try:
+            from django.views.debug import ExceptionReporter
+
+            reporter = ExceptionReporter(None, type(exc), exc, exc.__traceback__)
+            return reporter.get_traceback_html().encode()
+        except Exception:
+            pass
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Server error</title></head>"
+        "<body><h1>The project failed to start</h1>"
+        "<p>prodserve will start it again when a watched file changes.</p>"
+        f"<pre>{html.escape(message)}</pre></body></html>"
+    ).encode()
+
+
+class ErrorPage:
+    """The WSGI app of a project that cannot boot: every request gets the same 500."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __call__(self, environ, start_response):
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(self.body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [self.body]

@@ -1,0 +1,262 @@
+"""TLS, forwarded headers and the PROXY protocol, over real sockets to a real server."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from tests.client import Connection, get, request
+from tests.conftest import MANAGE
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1/localhost, that also serves as its own CA."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def tls_client(cert, client_cert=None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cert))
+    if client_cert:
+        context.load_cert_chain(*map(str, client_cert))
+    return context
+
+
+def tls_get(port: int, context: ssl.SSLContext, path: str, requests: int = 1) -> list:
+    """Requests on one TLS connection; returns the responses."""
+    conn = Connection("127.0.0.1", port)
+    conn.sock = context.wrap_socket(conn.sock, server_hostname="127.0.0.1")
+    with conn:
+        responses = []
+        for _ in range(requests):
+            conn.send(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            responses.append(conn.read_response())
+        return responses
+
+
+def environ_of(response) -> dict:
+    assert response.status == 200, response.body[:300]
+    return json.loads(response.body)
+
+
+def test_tls_serves_https_with_keep_alive(start_server, certificate):
+    cert, key = certificate
+    server = start_server("-w", "1", "--certfile", str(cert), "--keyfile", str(key))
+    assert "Listening at https://127.0.0.1:" in server.output
+    first, second = tls_get(server.port, tls_client(cert), "/environ/", requests=2)
+    assert environ_of(first)["wsgi.url_scheme"] == "https"
+    assert environ_of(second)["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_tls_large_file_arrives_byte_exact(start_server, certificate):
+    cert, key = certificate
+    server = start_server("-w", "1", "--certfile", str(cert), "--keyfile", str(key))
+    [response] = tls_get(server.port, tls_client(cert), "/download/?mb=3")
+    assert response.status == 200
+    assert response.body == (bytes(range(256)) * 4096) * 3
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_refuses_versions_below_1_2(start_server, certificate):
+    cert, key = certificate
+    server = start_server("-w", "1", "--certfile", str(cert), "--keyfile", str(key))
+    context = tls_client(cert)
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        tls_get(server.port, context, "/hello/")
+    assert tls_get(server.port, tls_client(cert), "/hello/")[0].status == 200
+
+
+def test_plain_http_to_a_tls_port_fails_cleanly_and_the_worker_survives(start_server, certificate):
+    cert, key = certificate
+    server = start_server("-w", "1", "--certfile", str(cert), "--keyfile", str(key))
+    with Connection("127.0.0.1", server.port) as conn:
+        conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert conn.is_closed()
+    assert tls_get(server.port, tls_client(cert), "/hello/")[0].status == 200
+
+
+def test_mutual_tls_requires_a_client_certificate(start_server, certificate):
+    cert, key = certificate
+    server = start_server(
+        "-w",
+        "1",
+        "--certfile",
+        str(cert),
+        "--keyfile",
+        str(key),
+        "--ca-certs",
+        str(cert),
+        "--cert-reqs",
+        "required",
+    )
+    assert tls_get(server.port, tls_client(cert, (cert, key)), "/hello/")[0].status == 200
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        tls_get(server.port, tls_client(cert), "/hello/")
+
+
+def test_unusable_certificate_is_a_system_check_error(tmp_path, project_db):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    result = subprocess.run(
+        [sys.executable, str(MANAGE), "prodserve", "127.0.0.1:0", "--certfile", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"TESTPROJECT_DB": str(project_db), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "prodserve.E011" in result.stderr and "certfile" in result.stderr
+
+
+# forwarded headers
+
+
+def test_trusted_proxy_sets_the_client_address_and_scheme(start_server):
+    server = start_server("-w", "1")  # default forwarded_allow_ips: 127.0.0.1, ::1
+    environ = environ_of(
+        get(
+            server.port, "/environ/", "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n"
+        )
+    )
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    assert environ["wsgi.url_scheme"] == "https"
+
+
+def test_a_client_cannot_spoof_its_address_through_a_trusted_proxy(start_server):
+    """The client wrote 6.6.6.6; our proxy appended the address it saw: that one wins."""
+    server = start_server("-w", "1")
+    environ = environ_of(get(server.port, "/environ/", "X-Forwarded-For: 6.6.6.6, 203.0.113.7\r\n"))
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+
+
+def test_untrusted_peers_cannot_set_address_or_scheme_and_the_headers_are_removed(start_server):
+    server = start_server("-w", "1", "--forwarded-allow-ips", "10.9.9.9")
+    environ = environ_of(
+        get(
+            server.port,
+            "/environ/",
+            "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nForwarded: for=1.1.1.1\r\n",
+        )
+    )
+    assert environ["REMOTE_ADDR"] == "127.0.0.1"
+    assert environ["wsgi.url_scheme"] == "http"
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED"} & set(environ)
+
+
+def test_rfc7239_forwarded_header_from_a_trusted_peer(start_server):
+    server = start_server("-w", "1", "--forwarded-allow-ips", "127.0.0.0/8")
+    environ = environ_of(
+        get(server.port, "/environ/", 'Forwarded: for="[2001:db8::1]:4711";proto=https\r\n')
+    )
+    assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == ("2001:db8::1", "4711")
+    assert environ["wsgi.url_scheme"] == "https"
+
+
+# PROXY protocol
+
+
+def proxy_v2(source: str, port: int) -> bytes:
+    ip = ipaddress.ip_address(source)
+    family = 0x11 if ip.version == 4 else 0x21
+    body = ip.packed + ipaddress.ip_address("127.0.0.1" if ip.version == 4 else "::1").packed
+    body += struct.pack("!HH", port, 8000)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
+
+
+ENVIRON_REQUEST = b"GET /environ/ HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("version", "preamble", "client"),
+    [
+        ("v1", b"PROXY TCP4 198.51.100.9 127.0.0.1 5555 8000\r\n", ("198.51.100.9", "5555")),
+        ("v1", b"PROXY TCP6 2001:db8::9 ::1 5555 8000\r\n", ("2001:db8::9", "5555")),
+        ("v2", proxy_v2("198.51.100.10", 6666), ("198.51.100.10", "6666")),
+        ("auto", proxy_v2("2001:db8::10", 7777), ("2001:db8::10", "7777")),
+        ("auto", b"PROXY UNKNOWN\r\n", ("127.0.0.1", None)),
+    ],
+)
+def test_proxy_protocol_gives_the_real_client(start_server, version, preamble, client):
+    server = start_server("-w", "1", "--proxy-protocol", version)
+    environ = environ_of(request(server.port, preamble + ENVIRON_REQUEST))
+    assert environ["REMOTE_ADDR"] == client[0]
+    if client[1] is not None:
+        assert environ["REMOTE_PORT"] == client[1]
+
+
+def test_proxy_header_split_across_packets(start_server):
+    server = start_server("-w", "1", "--proxy-protocol", "v1")
+    with Connection("127.0.0.1", server.port) as conn:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in (
+            b"PROXY TCP4 198.51",
+            b".100.9 127.0.0.1 5555 8000\r\nGET /env",
+            b"iron/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ):
+            conn.send(piece)
+        assert environ_of(conn.read_response())["REMOTE_ADDR"] == "198.51.100.9"
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [
+        b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\n",
+        b"PROXY TCP9 1.2.3.4 1.2.3.4 1 2\r\n",
+        b"PROXY TCP4 1.2.3.4 127.0.0.1 99999 2\r\n",
+        b"GET / HTTP/1.1\r\n",
+        b"\r\n\r\n\x00\r\nQUIT\n\x31",
+    ],
+)
+def test_malformed_proxy_headers_get_400_and_close(start_server, preamble):
+    server = start_server("-w", "1", "--proxy-protocol", "auto")
+    with Connection("127.0.0.1", server.port) as conn:
+        conn.send(preamble + b"\x00" * 20)
+        assert conn.read_response().status == 400
+        assert conn.is_closed()
+    assert get(server.port, "/hello/").status == 400  # still wants a PROXY header: and says so
+
+
+def test_proxy_header_from_a_peer_not_allowed_is_not_honoured(start_server):
+    server = start_server("-w", "1", "--proxy-protocol", "v1", "--proxy-allow-from", "10.0.0.1")
+    response = request(
+        server.port, b"PROXY TCP4 198.51.100.9 127.0.0.1 5555 8000\r\n" + ENVIRON_REQUEST
+    )
+    assert response.status == 400  # parsed as HTTP: 'PROXY' is no method
+    assert environ_of(request(server.port, ENVIRON_REQUEST))["REMOTE_ADDR"] == "127.0.0.1"
