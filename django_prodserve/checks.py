@@ -39,7 +39,7 @@ def check_settings(app_configs, **kwargs) -> list[CheckMessage]:
     config, _, problems = current_config()
     messages: list[CheckMessage] = [Error(p.message, hint=p.hint, id=p.id) for p in problems]
     if not problems:
-        messages += check_tls(config) + check_against_django(config)
+        messages += check_tls(config) + check_against_django(config) + check_static(config)
     return messages
 
 
@@ -78,7 +78,8 @@ def check_against_django(config) -> list[CheckMessage]:
                 id="prodserve.W001",
             )
         )
-    if "*" in config.forwarded_allow_ips and any(_public(b) for b in config.bind):
+    public = any(_public(b) for b in config.bind)
+    if "*" in config.forwarded_allow_ips and public:
         messages.append(
             Warning(
                 "PRODSERVE forwarded_allow_ips is '*' while binding a non-loopback address: any "
@@ -87,11 +88,12 @@ def check_against_django(config) -> list[CheckMessage]:
                 id="prodserve.W002",
             )
         )
-    if settings.DEBUG and config.workers > 1 and not getattr(config, "reload", False):
+    if settings.DEBUG and config.workers > 1 and public and not getattr(config, "reload", False):
         messages.append(
             Warning(
-                f"DEBUG is True with {config.workers} workers and no reload: this looks like a "
-                "production server running with DEBUG on (tracebacks shown to visitors).",
+                f"DEBUG is True with {config.workers} workers on a non-loopback address and no "
+                "reload: this looks like a production server with DEBUG on (tracebacks shown to "
+                "visitors).",
                 hint="Set DEBUG = False in production, or use --reload for development.",
                 id="prodserve.W003",
             )
@@ -107,3 +109,28 @@ def _public(bind: str) -> bool:
         return not ipaddress.ip_address(address.host).is_loopback
     except ValueError:
         return address.host != "localhost"
+
+
+def check_static(config) -> list[CheckMessage]:
+    """serve_static without collected files would answer every static URL with Django's 404."""
+    if not config.serve_static:
+        return []
+    if not settings.STATIC_ROOT or not settings.STATIC_URL:
+        return [
+            Error(
+                "PRODSERVE serve_static is on but STATIC_ROOT or STATIC_URL is not set.",
+                hint="Set STATIC_URL and STATIC_ROOT (the directory to serve), then run "
+                "`manage.py collectstatic`.",
+                id="prodserve.E020",
+            )
+        ]
+    if not os.path.isdir(settings.STATIC_ROOT):
+        return [
+            Warning(
+                f"PRODSERVE serve_static is on but STATIC_ROOT ({settings.STATIC_ROOT}) does not "
+                "exist: every static URL will be a 404.",
+                hint="Run `manage.py collectstatic` to fill STATIC_ROOT.",
+                id="prodserve.W020",
+            )
+        ]
+    return []

@@ -174,6 +174,15 @@ def bind_list(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+def string_list(value: Any) -> tuple[str, ...]:
+    """Strings such as paths: a list, or one string (comma-separated in the environment)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise Invalid(f"must be a list of strings, not {value!r}")
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -193,7 +202,13 @@ class Setting:
 
     @property
     def is_list(self) -> bool:
-        return self.convert is bind_list
+        return self.convert in (bind_list, string_list)
+
+    def show(self, value: Any) -> str:
+        """A value as one would write it in settings.PRODSERVE (--print-config, the docs)."""
+        if self.convert is octal and value is not None:
+            return f"0o{value:03o}"
+        return repr(list(value) if isinstance(value, tuple) else value)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -514,6 +529,57 @@ SETTINGS += (
         "Peers allowed to send a PROXY protocol header.",
         ("--proxy-allow-from",),
         "IPS",
+    ),
+)
+
+# Development
+SETTINGS += (
+    Setting(
+        "reload",
+        False,
+        boolean,
+        "Development: watch the project's files and serve from a fresh interpreter after each "
+        "change. A broken edit gets a 500 page with the traceback, never an exit.",
+        ("--reload",),
+    ),
+    Setting(
+        "reload_extra_files",
+        (),
+        string_list,
+        "More files for --reload to watch: paths or globs such as 'config/*.yaml'. Repeat for "
+        "several.",
+        ("--reload-extra-file",),
+        "PATH",
+    ),
+    Setting(
+        "reload_start",
+        "warm",
+        choice("warm", "cold"),
+        "How --reload starts the next server: 'warm' keeps a standby interpreter with Django "
+        "already imported (faster reloads, one more process), 'cold' starts one per change.",
+        ("--reload-start",),
+        "MODE",
+    ),
+)
+
+# Static files
+SETTINGS += (
+    Setting(
+        "serve_static",
+        False,
+        boolean,
+        "Serve STATIC_ROOT under STATIC_URL with sendfile, ETags, ranges and precompressed "
+        ".br/.gz files (run `manage.py collectstatic` first). Off under DEBUG's static handler.",
+        ("--serve-static",),
+    ),
+    Setting(
+        "static_max_age",
+        60,
+        integer(0),
+        "Cache-Control max-age of static files whose names carry no content hash; hashed "
+        "(ManifestStaticFilesStorage) names are cached for a year as immutable.",
+        ("--static-max-age",),
+        "SECONDS",
     ),
 )
 

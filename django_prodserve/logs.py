@@ -16,6 +16,7 @@ ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 error_log = logging.getLogger("django_prodserve.error")
 access_log = logging.getLogger("django_prodserve.access")
 _access_format = ""
+_console_style = None
 
 
 def _handler(target: str, stream) -> logging.Handler:
@@ -24,9 +25,12 @@ def _handler(target: str, stream) -> logging.Handler:
     return logging.FileHandler(target, encoding="utf-8")
 
 
-def configure(config) -> None:
-    """Point our loggers at the configured files; leave every other logger alone."""
-    global _access_format
+def configure(config, console_style=None) -> None:
+    """Point our loggers at the configured files; leave every other logger alone.
+
+    With a Django `Style` (dev mode, `--reload`), access lines are runserver's, coloured by it.
+    """
+    global _access_format, _console_style
     for logger, target, stream, fmt, level in (
         (error_log, config.errorlog or "-", sys.stderr, ERROR_FORMAT, config.loglevel.upper()),
         (access_log, config.accesslog, sys.stdout, "%(message)s", "INFO"),
@@ -44,6 +48,7 @@ def configure(config) -> None:
         logger.addHandler(handler)
         logger.setLevel(level)
     _access_format = config.access_log_format
+    _console_style = console_style
 
 
 def reopen_files() -> None:
@@ -66,6 +71,9 @@ class _Atoms(dict):
 
 def log_access(environ: dict, exchange, duration: float) -> None:
     """One access line with gunicorn's atoms: %(h)s %(r)s %(s)s %(b)s %(D)s ..."""
+    if _console_style is not None:
+        _log_console(environ, exchange, _console_style)
+        return
     protocol = environ.get("SERVER_PROTOCOL", "-")
     method = environ.get("REQUEST_METHOD", "-")
     uri = environ.get("RAW_URI", "-")
@@ -89,3 +97,28 @@ def log_access(environ: dict, exchange, duration: float) -> None:
         p=f"<{os.getpid()}>",
     )
     access_log.info(_access_format % atoms)
+
+
+def _log_console(environ: dict, exchange, style) -> None:
+    """runserver's line, `[25/Nov/2026 10:00:00] "GET /hello/ HTTP/1.1" 200 13`, coloured by
+    status as django.utils.log.ServerFormatter does (plain when not a tty or with --no-color)."""
+    code = exchange.code
+    if code < 200:
+        colour = style.HTTP_INFO
+    elif code < 300:
+        colour = style.HTTP_SUCCESS
+    elif code == 304:
+        colour = style.HTTP_NOT_MODIFIED
+    elif code < 400:
+        colour = style.HTTP_REDIRECT
+    elif code == 404:
+        colour = style.HTTP_NOT_FOUND
+    elif code < 500:
+        colour = style.HTTP_BAD_REQUEST
+    else:
+        colour = style.HTTP_SERVER_ERROR
+    request = " ".join(
+        environ.get(key, "-") for key in ("REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL")
+    )
+    line = colour(f'"{request}" {code} {exchange.sent}')
+    access_log.info("[%s] %s", time.strftime("%d/%b/%Y %H:%M:%S"), line)

@@ -214,3 +214,30 @@ def start_module_server(project_db):
     yield start
     for server in servers:
         server.stop()
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of an external program a test needs (also looked for in the sbin directories).
+
+    Missing, the test is skipped with the reason, except under CI=true, where .ci/run installs it:
+    there a missing tool fails the test, so a broken CI setup never passes by skipping.
+    """
+    path = shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+    if path is None:
+        reason = f"{name} is not installed (Debian package {package!r}: apt-get install {package})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true, so .ci/run should have installed it")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def start_copy(start_server, project_copy, monkeypatch):
+    """start_server(...) for the project copy: its own manage.py, run from its directory, so the
+    code a test edits is the code the server imports."""
+    monkeypatch.setattr(sys.modules[__name__], "MANAGE", project_copy / "manage.py")
+
+    def start(*args: str, **kwargs) -> Server:
+        return start_server(*args, cwd=project_copy, **kwargs)
+
+    return start

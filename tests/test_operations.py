@@ -28,7 +28,7 @@ class Load:
     """
 
     def __init__(self, port: int, path: str = "/hello/", clients: int = 4,
-                 max_requests: int = 20000, max_seconds: float = 20.0) -> None:
+                 max_requests: int = 20000, max_seconds: float = 60.0) -> None:
         self.port, self.path = port, path
         self.ok = 0
         self.failed: list[str] = []

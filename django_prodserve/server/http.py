@@ -252,14 +252,18 @@ class RequestParser:
             body.seek(0)
         parser = self._parser
         method = parser.get_method()
+        version = self.version
+        keep_alive = parser.should_keep_alive()
+        if keep_alive and version == "1.0":
+            keep_alive = not _asks_to_close(self._request_headers)
         self.ready.append(
             Request(
                 _METHODS.get(method) or method.decode("ascii"),
                 self._url,
-                self.version,
+                version,
                 self._request_headers,
                 body,
-                parser.should_keep_alive(),
+                keep_alive,
             )
         )
         self.continue_pending = False
@@ -268,7 +272,7 @@ class RequestParser:
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 
-# The rules below run only on the rare paths of on_headers_complete.
+# The rules below run only on rare paths.
 
 #: RFC 9110 §5.6.2 token.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -312,6 +316,16 @@ def _check_absolute_form(target: bytes) -> None:
         raise ProtocolError(400, "absolute-form target without a host")
     if url.userinfo is not None:  # RFC 9110 §4.2.4: userinfo SHOULD be treated as an error
         raise ProtocolError(400, "userinfo in the request target")
+
+
+def _asks_to_close(headers: list[tuple[bytes, bytes]]) -> bool:
+    """RFC 9112 §9.3: "close" ends the connection even beside "keep-alive", which llhttp lets win
+    in HTTP/1.0."""
+    for name, value in headers:
+        if name.lower() == b"connection":
+            if b"close" in (option.strip(b" \t").lower() for option in value.split(b",")):
+                return True
+    return False
 
 
 def _check_transfer_encoding(value: bytes, version: str) -> None:

@@ -78,7 +78,7 @@ class ChildState:
     """What the supervisor handed over (CHILD_ENV), and whether the server got up."""
 
     control: int  # read end: b"go", or b"error\n<message>"; EOF means "exit"
-    status: int  # write end: b"r" once the app is loaded, b"f" when serving an error page
+    status: int  # write end: b"w" parked, b"r" app loaded, b"f" serving an error page
     events: int  # changes handled without a restart, one path per line (ChangeReplay)
     debug: bool  # the supervisor's settings.DEBUG, for error pages when settings won't load
     supervisor: int
@@ -103,6 +103,7 @@ def main() -> None:
     # Our own copies of the sockets: the command's socket objects close theirs if it fails.
     fallback = [os.dup(int(fd)) for fd in os.environ["PRODSERVE_LISTEN_FDS"].split(",")]
     _preimport()
+    os.write(_state.status, b"w")
     word = _read_all(_state.control)
     os.close(_state.control)
     if not word:
@@ -176,7 +177,19 @@ def adjust(config):
 
 
 def ready(app):
-    """The app is loaded: tell the supervisor, and replay its template/.mo resets in each worker."""
+    """The app is loaded: import the URLconf too, tell the supervisor, and wrap the app so each
+    worker replays the supervisor's template/.mo resets.
+
+    The URLconf (and so the views) is imported here, before fork, rather than by the first
+    request: the workers inherit it, and a SyntaxError in a view module becomes a boot error with
+    its traceback on the error page. Left to the request, Django's technical 500 would resolve the
+    URL again to name the view, raise the same SyntaxError, and the browser would get a bare 500.
+    """
+    from django.db import connections
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018  (the import is the point)
+    connections.close_all()  # a view module may have queried at import; workers must not share
     _state.ready = True
     os.write(_state.status, b"r")
     return ChangeReplay(app, _state.events)

@@ -32,6 +32,8 @@ EPOLLIN = select.EPOLLIN
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 RECV_SIZE = 65536
 ACCEPT_BATCH = 64
+#: On a graceful stop, seconds a just-accepted connection gets to send its first request.
+FIRST_REQUEST_GRACE = 1.0
 #: Exit status of a worker whose app failed to import: the master stops instead of respawning.
 BOOT_ERROR = 3
 
@@ -58,6 +60,7 @@ class Connection:
         "preamble",
         "tls",
         "handshaking",
+        "served",
         "_poller",
     )
 
@@ -81,6 +84,7 @@ class Connection:
             b"" if worker.proxy_trust and self.remote_addr in worker.proxy_trust else None
         )
         self.tls = self.handshaking = listener.ssl_context is not None
+        self.served = False  # keepalive bounds the wait between requests, not for the first
         self._poller = None
 
     def send(self, data: bytes) -> None:
@@ -294,7 +298,8 @@ class Worker:
         for conn in list(self.connections.values()):
             if conn.busy:
                 continue
-            limit = request_limit if conn.parser.in_progress else idle_limit
+            waiting = conn.parser.in_progress or not conn.served
+            limit = request_limit if waiting else idle_limit
             if limit is not None and now - conn.last_active > limit:
                 if conn.parser.in_progress:
                     self.fail(conn, 408)
@@ -450,6 +455,7 @@ class Worker:
             if ex is None or not ex.keep_alive:
                 return False
         conn.last_active = time.monotonic()
+        conn.served = True
         return True
 
     def process_threaded(self, conn: Connection) -> None:
@@ -522,8 +528,12 @@ class Worker:
                 pass
             listener.sock.close()
             del self.listeners[fd]
+        now = time.monotonic()
         for conn in list(self.connections.values()):
-            if not conn.busy and not conn.parser.in_progress and not _has_pending(conn.sock):
+            if conn.busy or conn.parser.in_progress or _has_pending(conn.sock):
+                continue
+            # A client we accepted has its first request on the way: give it a moment.
+            if conn.served or now - conn.last_active > FIRST_REQUEST_GRACE:
                 self.close(conn)
         if self.deadline is None:
             self.deadline = time.monotonic() + self.config.graceful_timeout

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import ssl
 import sys
+import traceback
 from datetime import datetime
 
 import django
@@ -16,9 +18,9 @@ from django.core.management.commands.runserver import naiveip_re
 from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 
-from ... import __version__, checks, logs
-from ...conf import SETTINGS, octal, resolve
-from ...server import sockets, tls, wsgi
+from ... import __version__, checks, logs, static
+from ...conf import SETTINGS, resolve
+from ...server import reload_child, sockets, tls, wsgi
 from ...server.hooks import Hooks
 from ...server.master import Master
 from ...server.worker import Listener
@@ -82,6 +84,20 @@ class Command(BaseCommand):
                 if setting.is_list:
                     kwargs["action"] = "append"
             parser.add_argument(*setting.flags, **kwargs)
+        parser.add_argument(
+            "--noreload",
+            action="store_const",
+            const=False,
+            dest="setting_reload",
+            help="Do NOT watch files and restart on changes (runserver's flag; the default).",
+        )
+        parser.add_argument(
+            "--nothreading",
+            action="store_const",
+            const=1,
+            dest="setting_threads",
+            help="Run the app inline in each worker's event loop (threads = 1).",
+        )
 
     def handle(self, *args, **options) -> None:
         cli = {
@@ -96,19 +112,37 @@ class Command(BaseCommand):
             return self.print_config(config, sources, problems)
         if not settings.DEBUG and not settings.ALLOWED_HOSTS:
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
-        if options["check"] or not options["skip_checks"]:
+        child = reload_child.state()
+        supervise = config.reload and child is None and not options["check"]
+        if child is None and (options["check"] or not options["skip_checks"]):
             self.stdout.write("Performing system checks...\n\n")
-            with checks.command_line(cli):
-                self.check(display_num_errors=True)
-            self.check_migrations()
+            try:
+                with checks.command_line(cli):
+                    self.check(display_num_errors=True)
+                self.check_migrations()
+            except Exception as exc:
+                if not supervise:
+                    raise
+                # Like runserver's reloader, outlive a broken project: the server shows the
+                # error in the browser until an edit fixes it.
+                self.stderr.write(
+                    str(exc) if isinstance(exc, CommandError) else traceback.format_exc()
+                )
         if problems:
             raise invalid_configuration(problems)
         if options["check"]:
             return self.check_startup(config, options)
         connections.close_all()  # the checks may have opened some; workers must not share them
-        logs.configure(config)
+        console_log = config.reload and config.accesslog is None
+        if console_log:
+            config = dataclasses.replace(config, accesslog="-")
+        if child is not None:
+            config = reload_child.adjust(config)
+        logs.configure(config, self.style if console_log else None)
+        if supervise:
+            return self.supervise(config)
         try:
-            master = Master(config, load_app=self.wsgi_loader(options))
+            master = Master(config, load_app=self.wsgi_loader(options, config))
         except ImportError as exc:
             raise CommandError(f"A server hook could not be imported: {exc}") from exc
         master.hooks("on_starting", master)
@@ -119,20 +153,29 @@ class Command(BaseCommand):
             # A broken app raises here: traceback and exit 1, no worker forked.
             master.app = master.load_app()
             connections.close_all()
-        self.banner(config, master.listeners)
+        if child is not None:
+            master.app = reload_child.ready(master.app)
+        else:
+            self.banner(config, master.listeners)
         exit_code = master.run()
         if exit_code:
             sys.exit(exit_code)
+
+    def supervise(self, config) -> None:
+        """--reload: this process keeps the sockets and watches files; fresh interpreters serve."""
+        from ...server.reloader import Reloader  # imports watchfiles, which only dev mode needs
+
+        if config.umask is not None:
+            os.umask(config.umask)
+        listeners = self.bind(config)
+        self.banner(config, listeners)
+        Reloader(config, listeners, settings.DEBUG).run()
 
     def print_config(self, config, sources: dict[str, str], problems) -> None:
         """--print-config: each setting as you would write it in PRODSERVE, and its source."""
         invalid = {p.setting: p.source for p in problems}
         for setting in SETTINGS:
-            value = getattr(config, setting.name)
-            if setting.convert is octal and value is not None:
-                shown = f"0o{value:03o}"
-            else:
-                shown = repr(list(value) if isinstance(value, tuple) else value)
+            shown = setting.show(getattr(config, setting.name))
             source = sources[setting.name]
             if source == "environment":
                 source += f" ({setting.env_var})"
@@ -149,7 +192,7 @@ class Command(BaseCommand):
         except ImportError as exc:
             raise CommandError(f"A server hook could not be imported: {exc}") from exc
         try:
-            self.wsgi_loader(options)()
+            self.wsgi_loader(options, config)()
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write("configuration OK")
@@ -204,18 +247,25 @@ class Command(BaseCommand):
         return listeners
 
     @staticmethod
-    def wsgi_loader(options):
-        """Resolve WSGI_APPLICATION exactly as runserver does; static files in DEBUG like it too."""
-        serve_static = options["use_static_handler"] and (
-            settings.DEBUG or options["insecure_serving"]
+    def wsgi_loader(options, config):
+        """Resolve WSGI_APPLICATION exactly as runserver does; static files in DEBUG like it too.
+
+        Otherwise, with serve_static, STATIC_ROOT is served in front of the app (static.py).
+        """
+        debug_static = (
+            options["use_static_handler"]
+            and (settings.DEBUG or options["insecure_serving"])
+            and "django.contrib.staticfiles" in settings.INSTALLED_APPS
         )
 
         def load_app():
             app = get_internal_wsgi_application()
-            if serve_static and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
+            if debug_static:
                 from django.contrib.staticfiles.handlers import StaticFilesHandler
 
                 app = StaticFilesHandler(app)
+            elif config.serve_static:
+                app = static.from_settings(app, config.static_max_age)
             return app
 
         return load_app
@@ -227,7 +277,8 @@ class Command(BaseCommand):
         lines = [
             now,
             f"Django version {django.get_version()}, using settings {settings.SETTINGS_MODULE!r}",
-            f"prodserve {__version__} on Python {sys.version.split()[0]}: master pid {os.getpid()}, "
+            f"prodserve {__version__} on Python {sys.version.split()[0]}: "
+            f"{'reloader' if config.reload else 'master'} pid {os.getpid()}, "
             f"{config.workers} {workers} × {config.threads} {threads}",
         ]
         for listener in listeners:
@@ -235,5 +286,13 @@ class Command(BaseCommand):
             lines.append(f"Listening at {sockets.display(listener.address, scheme)}")
         quit_key = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
         lines.append(f"Quit the server with {quit_key}.")
+        if config.reload and os.environ.get("DJANGO_RUNSERVER_HIDE_WARNING") != "true":
+            lines.append(
+                self.style.WARNING(
+                    "\nWARNING: --reload is for development: it restarts the server on every "
+                    "change. Serve without it in production.\n(DJANGO_RUNSERVER_HIDE_WARNING=true "
+                    "hides this warning.)"
+                )
+            )
         self.stdout.write("\n".join(lines))
         self.stdout.flush()

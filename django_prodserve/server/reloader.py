@@ -1,0 +1,459 @@
+"""`--reload`: the supervisor. It keeps the listening sockets, watches the project with watchfiles
+and serves from a fresh interpreter (reload_child.py) that it replaces after every change.
+
+Why a fresh interpreter and not fork(): this process ran django.setup() (manage.py does that before
+any command), so it holds the code as it was. Why the sockets stay here: a request that arrives
+during a restart waits in the backlog instead of being refused. Why it never exits on the app's
+errors: a child that cannot boot serves its traceback, and any exit just waits for the next change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import itertools
+import json
+import logging
+import os
+import queue
+import re
+import select
+import signal
+import site
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+from django.apps import apps
+from django.conf import settings
+from django.utils import autoreload
+from django.utils.autoreload import autoreload_started, file_changed
+
+from .master import LISTEN_FDS_ENV
+from .reload_child import BOOTSTRAP, CHILD_ENV, STOP_GRACE
+
+error_log = logging.getLogger("django_prodserve.error")
+
+#: Never a reason to restart: bytecode, vim's swap files and 4913 probe, backups, emacs lock and
+#: auto-save files, JetBrains safe-write temporaries, Finder metadata.
+IGNORED_NAME = re.compile(
+    "|".join(
+        fnmatch.translate(pattern)
+        for pattern in (
+            "*.py[co]",
+            "*~",
+            ".#*",
+            "#*#",
+            "*.sw[a-p]",
+            "*.swpx",
+            "4913",
+            ".DS_Store",
+            "*___jb_???___",
+        )
+    )
+)
+#: watchfiles: a batch of events is complete after STEP_MS without a new one (DEBOUNCE_MS at most).
+STEP_MS = 20
+DEBOUNCE_MS = 400
+#: The next standby starts this long after a server got up, off the path of its first requests.
+STANDBY_DELAY = 0.25
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+GO = b"go"
+
+
+def child_command() -> list[str]:
+    """runserver's child command line (autoreload.get_child_arguments: the same interpreter options,
+    `-m package` or script, the same arguments), run through reload_child.BOOTSTRAP."""
+    args = [str(arg) for arg in autoreload.get_child_arguments()]
+    options = list(itertools.takewhile(lambda arg: arg.startswith(("-W", "-X")), args[1:]))
+    rest = args[1 + len(options) :]
+    target = ["module", *rest[1:]] if rest[0] == "-m" else ["script", *rest]
+    return [args[0], *options, "-c", BOOTSTRAP, *target]
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _has_magic(pattern: str) -> bool:
+    return any(char in pattern for char in "*?[")
+
+
+class FileWatch:
+    """Which directories to watch, and which changes count.
+
+    What Django's autoreloader watches: every module in sys.modules, plus what receivers of
+    `autoreload_started` register through `watch_dir()` / `extra_files` — this object is their
+    reloader, so template and locale directories come from django.template.autoreload and
+    django.utils.translation.reloader (and any third-party receiver) exactly as under runserver.
+    This process only ran django.setup() and the checks, never the views, so the project's own
+    code is watched as directories: each sys.path entry outside the Python installation (the
+    directory of manage.py) for its top-level modules, and recursively every package found there
+    and every installed app outside site-packages. Any `.py` file in those counts, new ones too.
+    """
+
+    def __init__(self, extra: Iterable[str]) -> None:
+        paths = sysconfig.get_paths()
+        installation = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+        installation.update(site.getsitepackages(), [site.getusersitepackages()])
+        self.installation = {_resolved(path) for path in installation}
+        self.module_files = set(autoreload.iter_all_python_module_files())
+        self.code_dirs = {
+            path for path in map(_resolved, sys.path) if path.is_dir() and not self.installed(path)
+        }
+        self.code_trees = {
+            entry
+            for directory in self.code_dirs
+            for entry in directory.iterdir()
+            if (entry / "__init__.py").is_file()
+        }
+        self.code_trees.update(
+            path
+            for path in (_resolved(app.path) for app in apps.get_app_configs())
+            if not self.installed(path)
+        )
+        self.extra_files: set[Path] = set()
+        self.extra_globs = [str(Path(p).expanduser().absolute()) for p in extra if _has_magic(p)]
+        self.directory_globs: dict[Path, set[str]] = defaultdict(set)
+        import django.template  # noqa: F401  (connects django.template.autoreload's receivers)
+
+        if settings.USE_I18N:
+            # Django connects these on first use of a translation function; make it certain.
+            from django.utils.translation.reloader import (
+                translation_file_changed,
+                watch_for_translation_changes,
+            )
+
+            autoreload_started.connect(
+                watch_for_translation_changes, dispatch_uid="translation_file_changed"
+            )
+            file_changed.connect(translation_file_changed, dispatch_uid="translation_file_changed")
+        for receiver, result in autoreload_started.send_robust(sender=self):
+            if isinstance(result, Exception):
+                error_log.warning("autoreload_started receiver %r failed: %s", receiver, result)
+        self.extra_files = {_resolved(p) for p in extra if not _has_magic(p)} | {
+            _resolved(p) for p in self.extra_files
+        }
+
+    def watch_dir(self, path: str | Path, glob: str) -> None:
+        """Django's BaseReloader.watch_dir(): also restart (or notify) for `glob` under `path`."""
+        self.directory_globs[_resolved(path)].add(glob)
+
+    def installed(self, path: Path) -> bool:
+        """In the stdlib or site-packages: a library, which a warm standby may have imported."""
+        return any(path.is_relative_to(directory) for directory in self.installation)
+
+    def roots(self) -> tuple[list[Path], list[Path]]:
+        """(recursive, flat) directories to watch: existing, none inside a recursive one."""
+        deep = set(self.code_trees)
+        flat = set(self.code_dirs) | {path.parent for path in self.module_files | self.extra_files}
+        for directory, globs in self.directory_globs.items():
+            (deep if any("**" in glob or "/" in glob for glob in globs) else flat).add(directory)
+        for pattern in self.extra_globs:
+            parts = Path(pattern).parts
+            index = next(i for i, part in enumerate(parts) if _has_magic(part))
+            recursive = "**" in pattern or index < len(parts) - 1
+            (deep if recursive else flat).add(Path(*parts[:index]))
+        deep = {path for path in deep if path.is_dir()}
+        deep = {path for path in deep if not any(path.is_relative_to(o) for o in deep - {path})}
+        flat = {path for path in flat if path.is_dir()}
+        flat = {path for path in flat if not any(path.is_relative_to(o) for o in deep)}
+        return sorted(deep), sorted(flat)
+
+    def relevant(self, path: Path) -> bool:
+        if "__pycache__" in path.parts or IGNORED_NAME.match(path.name):
+            return False
+        if path in self.module_files or path in self.extra_files:
+            return True
+        if path.suffix == ".py" and (
+            path.parent in self.code_dirs or any(path.is_relative_to(t) for t in self.code_trees)
+        ):
+            return True
+        for directory, globs in self.directory_globs.items():
+            if path.is_relative_to(directory):
+                relative = str(path.relative_to(directory))
+                # fnmatch's * crosses "/", so "**/*.mo" matches at any depth as Path.glob does.
+                if any(fnmatch.fnmatchcase(relative, g.removeprefix("**/")) for g in globs):
+                    return True
+        return any(fnmatch.fnmatchcase(str(path), pattern) for pattern in self.extra_globs)
+
+    def notify(self, path: Path) -> bool:
+        """Send `file_changed` as runserver does; True when a receiver handled it (no restart)."""
+        handled = False
+        for receiver, result in file_changed.send_robust(sender=self, file_path=path):
+            if isinstance(result, Exception):
+                error_log.warning("file_changed receiver %r failed: %s", receiver, result)
+            elif result:
+                handled = True
+        return handled
+
+
+@dataclass(eq=False)
+class Child:
+    """One server interpreter: parked (standby), serving, or on its way out."""
+
+    proc: subprocess.Popen
+    control: int | None  # write end, until it is told what to do
+    status: int  # read end
+    word: bytes = b""
+    failed: bool = False
+    stop_by: float | None = None
+
+
+class Reloader:
+    """The supervisor's loop: signals, file changes and the children's news through one select()."""
+
+    def __init__(self, config, listeners, debug: bool) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.fds = [listener.sock.fileno() for listener in listeners]
+        self.debug = debug
+        self.command = child_command()
+        self.warm = config.reload_start == "warm"
+        self.children: list[Child] = []
+        self.active: Child | None = None
+        self.standby: Child | None = None
+        self.standby_at: float | None = None
+        self.changed_at = time.monotonic()
+        self.stopping = False
+        self.batches: queue.SimpleQueue = queue.SimpleQueue()
+        self.quit = threading.Event()
+
+    def run(self) -> None:
+        """Serve through children until SIGTERM, SIGINT or SIGQUIT stops them all."""
+        self.events = tempfile.TemporaryFile()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.changes_r, self.changes_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        for signum in (signal.SIGCHLD, *STOP_SIGNALS):
+            signal.signal(signum, _noop)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.files = FileWatch(self.config.reload_extra_files)
+        deep, flat = self.files.roots()
+        threads = [
+            threading.Thread(target=self.watch, args=(dirs, recursive), daemon=True)
+            for dirs, recursive in ((deep, True), (flat, False))
+            if dirs
+        ]
+        for thread in threads:
+            thread.start()
+        error_log.info(
+            "Watching for file changes with watchfiles: %d directories, recursively %s",
+            len(deep) + len(flat),
+            ", ".join(map(str, deep)) or "none",
+        )
+        self.active = self.launch(GO)
+        try:
+            while self.children or not self.stopping:
+                self.step()
+        finally:
+            self.quit.set()
+            signal.set_wakeup_fd(-1)
+            for thread in threads:
+                thread.join(1.0)
+            for listener in self.listeners:
+                listener.sock.close()
+            self.events.close()
+
+    def watch(self, dirs: list[Path], recursive: bool) -> None:
+        """Watcher thread: hand each batch of events to the loop."""
+        try:
+            for batch in watchfiles.watch(
+                *dirs,
+                watch_filter=None,
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                stop_event=self.quit,
+                recursive=recursive,
+                raise_interrupt=False,
+                ignore_permission_denied=True,
+            ):
+                self.batches.put(batch)
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self.changes_w, b".")
+        except Exception:
+            error_log.exception("Watching for file changes failed: changes will not reload")
+
+    def step(self) -> None:
+        deadlines = [child.stop_by for child in self.children if child.stop_by is not None]
+        if self.standby_at is not None:
+            deadlines.append(self.standby_at)
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        fds = [self.wake_r, self.changes_r, *(child.status for child in self.children)]
+        readable = select.select(fds, [], [], timeout)[0]
+        if self.wake_r in readable:
+            for signum in _drain(self.wake_r):
+                if signum in STOP_SIGNALS:
+                    self.stop(signum)
+        for child in list(self.children):
+            if child.status in readable:
+                self.on_status(child, _drain(child.status))
+        self.reap()
+        if self.changes_r in readable:
+            _drain(self.changes_r)
+            self.on_changes()
+        now = time.monotonic()
+        for child in self.children:
+            if child.stop_by is not None and now > child.stop_by:
+                child.proc.kill()
+                child.stop_by = float("inf")
+        if self.standby_at is not None and now >= self.standby_at:
+            self.standby_at = None
+            self.standby = self.start()
+
+    # children
+
+    def start(self) -> Child:
+        """A new interpreter, parked after importing Django until it is told what to do."""
+        control_r, control_w = os.pipe()
+        status_r, status_w = os.pipe()
+        events = self.events.fileno()
+        state = {
+            "control": control_r,
+            "status": status_w,
+            "events": events,
+            "debug": self.debug,
+            "supervisor": os.getpid(),
+        }
+        env = {
+            **os.environ,
+            CHILD_ENV: json.dumps(state),
+            LISTEN_FDS_ENV: ",".join(map(str, self.fds)),
+            autoreload.DJANGO_AUTORELOAD_ENV: "true",  # RUN_MAIN, as in runserver's child
+        }
+        try:
+            proc = subprocess.Popen(
+                self.command, env=env, pass_fds=(*self.fds, control_r, status_w, events)
+            )
+        finally:
+            os.close(control_r)
+            os.close(status_w)
+        os.set_blocking(status_r, False)
+        child = Child(proc, control_w, status_r)
+        self.children.append(child)
+        return child
+
+    def launch(self, word: bytes, cold: bool = False) -> Child:
+        """Tell the standby (or a new interpreter) to serve the project (GO) or an error page."""
+        child, self.standby = self.standby, None
+        self.standby_at = None
+        if child is None or cold:
+            if child is not None:
+                self.retire(child, signal.SIGTERM)
+            child = self.start()
+        child.word = word
+        with contextlib.suppress(BrokenPipeError):  # it died already: reap() handles that
+            os.write(child.control, word)
+        os.close(child.control)
+        child.control = None
+        return child
+
+    def retire(self, child: Child, sig: int) -> None:
+        child.proc.send_signal(sig)
+        child.stop_by = time.monotonic() + STOP_GRACE + 1.0
+
+    def on_status(self, child: Child, data: bytes) -> None:
+        if b"w" in data and child is self.standby:
+            error_log.debug("Warm standby %d: Django imported, waiting", child.proc.pid)
+        if child is not self.active:
+            return
+        pid = child.proc.pid
+        delay = STANDBY_DELAY
+        if b"r" in data:
+            ms = (time.monotonic() - self.changed_at) * 1000
+            error_log.info("Server process %d ready in %d ms", pid, ms)
+        elif b"f" in data:
+            delay = 0.0  # no first requests to keep the CPU for
+            child.failed = True
+            error_log.error(
+                "Server process %d could not start the project: requests get a 500 with the "
+                "error until the next change",
+                pid,
+            )
+        else:
+            return
+        if self.warm and self.standby is None and not self.stopping:
+            self.standby_at = time.monotonic() + delay
+
+    def reap(self) -> None:
+        for child in list(self.children):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            self.children.remove(child)
+            os.close(child.status)
+            if child.control is not None:
+                os.close(child.control)
+            if child is self.standby:
+                self.standby = None
+            if child is self.active:
+                self.active = None
+                if not self.stopping:
+                    self.active_exited(child, code)
+
+    def active_exited(self, child: Child, code: int) -> None:
+        """The server went away by itself: say so on the console and, once, in the browser."""
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        error_log.error("Server process %d exited (%s); waiting for a change", child.proc.pid, how)
+        if child.word == GO:
+            message = (
+                f"The server process exited ({how}); the console says why.\n"
+                "prodserve starts it again when a watched file changes."
+            )
+            self.active = self.launch(b"error\n" + message.encode())
+
+    # events
+
+    def on_changes(self) -> None:
+        paths: set[Path] = set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                paths.update(Path(path) for _, path in self.batches.get_nowait())
+        if self.stopping:
+            return
+        restart, handled = [], []
+        for path in sorted(filter(self.files.relevant, paths)):
+            (handled if self.files.notify(path) else restart).append(path)
+        if restart:
+            more = f" (and {len(restart) - 1} more)" if len(restart) > 1 else ""
+            error_log.info("%s changed, reloading.%s", restart[0], more)
+            self.changed_at = time.monotonic()
+            if self.active is not None:
+                self.retire(self.active, signal.SIGTERM)
+            # A changed library may be one the standby already imported: start from scratch.
+            stale = any(self.files.installed(path) for path in restart)
+            self.active = self.launch(GO, cold=stale or not self.warm)
+        elif handled:
+            os.write(self.events.fileno(), "".join(f"{path}\n" for path in handled).encode())
+            error_log.info("%s changed, applied without a restart.", handled[0])
+
+    def stop(self, signum: int) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.standby_at = None
+        self.quit.set()
+        error_log.info("%s: stopping", signal.Signals(signum).name)
+        for child in self.children:
+            if child.stop_by is None:
+                fast = child is self.active and signum != signal.SIGTERM
+                self.retire(child, signum if fast else signal.SIGTERM)
+
+
+def _drain(fd: int) -> bytes:
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    return data
+
+
+def _noop(signum, frame) -> None:
+    """Signals are read from the wakeup fd; the handler only has to exist."""

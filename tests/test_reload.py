@@ -1,0 +1,168 @@
+"""--reload: real supervisor processes serving a temporary copy of the test project, edited live."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from django_prodserve.management.commands.prodserve import Command
+from tests.client import Response, get
+from tests.conftest import children_of, pid_alive, wait_until
+
+WARM = "Warm standby"
+
+
+def poll(port: int, path: str, done: Callable[[Response], bool], timeout: float = 10.0):
+    """GET `path` until `done(response)`; returns (response, seconds it took)."""
+    start = time.monotonic()
+    response = None
+    while time.monotonic() - start < timeout:
+        response = get(port, path)
+        if done(response):
+            return response, time.monotonic() - start
+        time.sleep(0.005)
+    raise AssertionError(f"GET {path}: still {response} after {timeout}s")
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children_of(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+@pytest.mark.parametrize("start", ["warm", "cold"])
+def test_an_edited_view_is_served_after_the_save(start_copy, project_copy, start):
+    server = start_copy("--reload", "--reload-start", start, "--log-level", "debug")
+    if start == "warm":
+        server.wait_for(WARM)
+    assert get(server.port, "/hello/").body == b"Hello, world!"
+    replace(project_copy / "demo" / "views.py", "Hello, world!", "Hello, reloaded!")
+    _, latency = poll(server.port, "/hello/", lambda r: r.body == b"Hello, reloaded!")
+    print(f"\n{start} start: save → new response in {latency * 1000:.0f} ms")
+    assert latency < 5
+    assert "WARNING: --reload is for development" in server.output
+    assert "reloader pid" in server.output
+
+
+@pytest.mark.parametrize(
+    "file, broken, error",
+    [
+        ("demo/views.py", "def broken(:", b"SyntaxError"),
+        ("demo/views.py", "undefined_name", b"NameError"),
+        ("demo/models.py", "undefined_name", b"NameError"),
+        ("testproject/settings.py", "x = (", b"SyntaxError"),
+    ],
+)
+def test_a_broken_module_shows_its_error_until_a_save_fixes_it(
+    start_copy, project_copy, file, broken, error
+):
+    server = start_copy("--reload")
+    module = project_copy / file
+    original = module.read_text()
+    module.write_text(f"{original}\n{broken}\n")
+    response, _ = poll(server.port, "/hello/", lambda r: r.status == 500)
+    assert error in response.body
+    assert server.proc.poll() is None
+    module.write_text(original)
+    replace(project_copy / "demo" / "views.py", "Hello, world!", "Hello, fixed!")
+    poll(server.port, "/hello/", lambda r: r.body == b"Hello, fixed!")
+
+
+def test_without_debug_the_error_page_tells_nothing(start_copy, project_copy):
+    server = start_copy("--reload", env={"TESTPROJECT_DEBUG": "0"})
+    models = project_copy / "demo" / "models.py"
+    models.write_text(models.read_text() + "\nundefined_name\n")
+    response, _ = poll(server.port, "/hello/", lambda r: r.status == 500)
+    assert response.body == b"<h1>Server Error (500)</h1>"
+
+
+@pytest.mark.parametrize("debug, status", [("1", 200), ("0", 404)])
+def test_static_files_are_served_only_with_debug(start_copy, debug, status):
+    server = start_copy("--reload", env={"TESTPROJECT_DEBUG": debug})
+    response = get(server.port, "/static/demo/site.css")
+    assert response.status == status
+
+
+def test_a_template_edit_applies_without_a_restart(start_copy, project_copy):
+    server = start_copy("--reload")
+    assert b"items</h1>" in get(server.port, "/db/").body
+    mark = server.mark()
+    replace(project_copy / "demo" / "templates" / "demo" / "items.html", "items</h1>", "things</h1>")
+    poll(server.port, "/db/", lambda r: b"things</h1>" in r.body)
+    server.wait_for(r"items\.html changed, applied without a restart", start=mark)
+    assert not re.search(r"items\.html changed, reloading", server.output)
+
+
+def test_editor_droppings_and_bytecode_do_not_restart(start_copy, project_copy):
+    server = start_copy("--reload")
+    demo = project_copy / "demo"
+    droppings = [".views.py.swp", ".views.py.swx", "views.py~", ".#views.py", "#views.py#", "4913"]
+    droppings += [".DS_Store", "views.py___jb_tmp___", "__pycache__/junk.cpython-311.pyc"]
+    mark = server.mark()
+    for name in droppings:
+        (demo / name).write_text("junk")
+    time.sleep(0.3)  # several watch batches: the droppings are judged on their own
+    (demo / "views.py").write_text((demo / "views.py").read_text() + "\n# an edit\n")
+    server.wait_for(r"/demo/views\.py changed, reloading", start=mark)
+    changed = [line for line in server.lines[mark:] if " changed, " in line]
+    assert not [line for line in changed if any(name in line for name in droppings)]
+
+
+def test_requests_are_logged_like_runserver(start_copy):
+    server = start_copy("--reload")
+    get(server.port, "/hello/")
+    get(server.port, "/nowhere/")
+    server.wait_for(r'^\[\d\d/\w{3}/\d{4} \d\d:\d\d:\d\d\] "GET /hello/ HTTP/1\.1" 200 13$')
+    server.wait_for(r'^\[\d\d/\w{3}/\d{4} \d\d:\d\d:\d\d\] "GET /nowhere/ HTTP/1\.1" 404 \d+$')
+
+
+def test_the_warning_can_be_hidden_like_runserver_s(start_copy):
+    server = start_copy("--reload", env={"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
+    assert "WARNING" not in server.output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_supervisor_stops_every_process(start_copy, sig):
+    server = start_copy("--reload", "--log-level", "debug")
+    server.wait_for(WARM)
+    tree = descendants(server.proc.pid)
+    assert len(tree) == 4  # the server's master and 2 workers, the standby
+    server.signal(sig)
+    assert server.wait_exit(10) == 0
+    assert wait_until(lambda: not any(map(pid_alive, tree)), 5)
+
+
+def test_a_killed_supervisor_takes_its_servers_along(start_copy):
+    """Linux only (PR_SET_PDEATHSIG): a SIGKILLed supervisor must not leave a server running."""
+    server = start_copy("--reload", "--log-level", "debug")
+    server.wait_for(WARM)
+    tree = descendants(server.proc.pid)
+    server.proc.kill()
+    server.wait_exit(5)
+    assert wait_until(lambda: not any(map(pid_alive, tree)), 5)
+
+
+def test_noreload_wins_over_the_environment(start_copy):
+    server = start_copy("--noreload", env={"PRODSERVE_RELOAD": "1"})
+    assert "master pid" in server.output
+
+
+def test_runserver_flags_set_their_settings():
+    parser = Command().create_parser("manage.py", "prodserve")
+    options = parser.parse_args(["--reload", "--noreload", "--threads", "4", "--nothreading"])
+    assert options.setting_reload is False
+    assert options.setting_threads == 1
+    options = parser.parse_args(["--reload-extra-file", "a.yaml", "--reload-extra-file", "b/*"])
+    assert options.setting_reload_extra_files == ["a.yaml", "b/*"]
