@@ -62,6 +62,7 @@ def target(method: bytes, value: bytes) -> bytes:
     return method + b" " + value + b" HTTP/1.1\r\n" + HOST + b"\r\n"
 
 
+# fmt: off
 REJECT: tuple[Reject, ...] = (
     # Request line: method (RFC 9110 §9.1, RFC 9112 §3.1)
     Reject("method-lowercase", target(b"get", b"/"), 400,
@@ -226,7 +227,8 @@ REJECT: tuple[Reject, ...] = (
            {"body": 10}),
     # Transfer-Encoding (RFC 9112 §6.1, §6.3, §7)
     Reject("te-gzip-alone", te(b"gzip"), 400,
-           "RFC 9112 §6.3 ¶4 (chunked not last); waitress test_parse_header_transfer_encoding_invalid"),
+           "RFC 9112 §6.3 ¶4 (chunked not last); "
+           "waitress test_parse_header_transfer_encoding_invalid (501 there)"),
     Reject("te-identity-alone", te(b"identity"), 400, "RFC 9112 §6.3 ¶4"),
     Reject("te-unknown", te(b"foo", b"1d;\r\nThis string has 29 characters\r\n" + END), 400,
            "waitress test_received_bad_transfer_encoding (501 there); RFC 9112 §6.3 ¶4"),
@@ -264,8 +266,9 @@ REJECT: tuple[Reject, ...] = (
     Reject("te-vtab-before", te(b"\x0bchunked"), 400, "CVE-2019-16789 (odd whitespace in TE)"),
     Reject("te-tab-after", te(b"chunked\t"), 400, "llhttp strict (stricter than RFC 9110 §5.5)"),
     Reject("te-empty", te(b"", b""), 400, "RFC 9112 §6.1 (1#transfer-coding)"),
-    Reject("te-http10", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" + END,
-           400, "RFC 9112 §6.1 (HTTP/1.0 with TE: faulty framing); gunicorn invalid/chunked_05"),
+    Reject("te-http10",
+           b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" + END, 400,
+           "RFC 9112 §6.1 (HTTP/1.0 with TE: faulty framing); gunicorn invalid/chunked_05"),
     Reject("te-name-space-before-colon", POST + b"Transfer-Encoding : chunked\r\n\r\n" + END, 400,
            "RFC 9112 §5.1 (TE.TE obfuscation)"),
     # Chunked framing (RFC 9112 §7.1)
@@ -301,8 +304,10 @@ REJECT: tuple[Reject, ...] = (
            "waitress test_received_invalid_extensions"),
     Reject("chunk-data-bad-terminator", CHUNKED + b"3\r\nxxx__1a\r\n", 400,
            "CVE-2025-43859 (h11 read any two bytes as CRLF); h11 test_ChunkedReader"),
-    Reject("chunk-data-cr-then-junk", CHUNKED + b"3\r\nxxx\r_1a\r\n", 400, "h11 test_ChunkedReader"),
-    Reject("chunk-data-junk-then-lf", CHUNKED + b"3\r\nxxx_\n1a\r\n", 400, "h11 test_ChunkedReader"),
+    Reject("chunk-data-cr-then-junk", CHUNKED + b"3\r\nxxx\r_1a\r\n", 400,
+           "h11 test_ChunkedReader"),
+    Reject("chunk-data-junk-then-lf", CHUNKED + b"3\r\nxxx_\n1a\r\n", 400,
+           "h11 test_ChunkedReader"),
     Reject("chunk-data-bare-lf", CHUNKED + b"5\r\nhello\n" + END, 400, "RFC 9112 §7.1"),
     Reject("chunk-data-longer-than-size", CHUNKED + b"5\r\nhello!\r\n" + END, 400,
            "RFC 9112 §7.1; waitress test_received_chunk_not_properly_terminated"),
@@ -353,7 +358,8 @@ ACCEPT: tuple[Accept, ...] = (
            (Parsed("GET", b"https://[::1]:8443/x"),),
            "gunicorn valid/rfc9112_target_absolute_https_01, _ipv6_01"),
     Accept("absolute-form-upper-scheme-no-path", target(b"GET", b"HTTP://EXAMPLE.COM"),
-           (Parsed("GET", b"HTTP://EXAMPLE.COM"),), "RFC 3986 §3.1 (schemes are case-insensitive)"),
+           (Parsed("GET", b"HTTP://EXAMPLE.COM"),),
+           "RFC 3986 §3.1 (schemes are case-insensitive)"),
     Accept("slashes-kept", b"GET ///keeping_slashes HTTP/1.1\r\n" + HOST + b"\r\n",
            (Parsed("GET", b"///keeping_slashes"),), "gunicorn valid/100"),
     Accept("host-empty", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", (Parsed("GET", b"/"),),
@@ -365,7 +371,8 @@ ACCEPT: tuple[Accept, ...] = (
            (Parsed("GET", b"/", keep_alive=False, version="1.0"),), "RFC 9112 §9.3"),
     Accept("http10-keep-alive", b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
            (Parsed("GET", b"/", version="1.0"),), "RFC 9112 Appendix C.2.2"),
-    Accept("http10-keep-alive-and-close", b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+    Accept("http10-keep-alive-and-close",
+           b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
            (Parsed("GET", b"/", keep_alive=False, version="1.0"),),
            "RFC 9112 §9.3 (close wins; llhttp lets keep-alive win in 1.0)"),
     Accept("http11-close-ignores-what-follows",
@@ -378,8 +385,10 @@ ACCEPT: tuple[Accept, ...] = (
            (Parsed("GET", b"/", keep_alive=False, version="1.0"),), "RFC 9112 §9.3, §9.6"),
     Accept("upgrade-served-then-closed",
            GET + b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
-           (Parsed("GET", b"/", keep_alive=False),), "RFC 9110 §7.8 (a server MAY ignore Upgrade)"),
-    Accept("upgrade-without-connection-option", GET + b"Upgrade: websocket\r\n\r\n" + GET + b"\r\n",
+           (Parsed("GET", b"/", keep_alive=False),),
+           "RFC 9110 §7.8 (a server MAY ignore Upgrade)"),
+    Accept("upgrade-without-connection-option",
+           GET + b"Upgrade: websocket\r\n\r\n" + GET + b"\r\n",
            (Parsed("GET", b"/"), Parsed("GET", b"/")), "RFC 9110 §7.8, §7.6.1"),
     Accept("cl-leading-zeros", cl(b"005"), (Parsed("POST", b"/upload/", b"hello"),),
            "RFC 9110 §8.6 (1*DIGIT)"),
@@ -402,7 +411,8 @@ ACCEPT: tuple[Accept, ...] = (
            "RFC 9112 §7 (coding names are case-insensitive)"),
     Accept("te-ows", te(b"\tchunked  "), (Parsed("POST", b"/upload/", b"hello"),),
            "RFC 9110 §5.5; gunicorn valid/padding_01"),
-    Accept("chunk-size-hex-and-zeros", CHUNKED + b"000A\r\n0123456789\r\na\r\nabcdefghij\r\n000\r\n\r\n",
+    Accept("chunk-size-hex-and-zeros",
+           CHUNKED + b"000A\r\n0123456789\r\na\r\nabcdefghij\r\n000\r\n\r\n",
            (Parsed("POST", b"/upload/", b"0123456789abcdefghij"),),
            "gunicorn valid/rfc9112_chunked_size_uppercase_hex_01, _leading_zeros_01, valid/029"),
     Accept("chunk-extensions", CHUNKED + b'5;a=1;b;c="x;y\\"z"\r\nhello\r\n0;last=1\r\n\r\n',
@@ -420,7 +430,8 @@ ACCEPT: tuple[Accept, ...] = (
            b"Content_Length: -1E23\r\n\r\ntricked",
            (Parsed("GET", b"/keep", b"tricked", keep_alive=False, version="1.0"),),
            "gunicorn valid/040 (wsgi.py then drops the _ names)"),
-    Accept("value-obs-text-and-htab", GET + b"X: caf\xe9\tau lait\r\n\r\n", (Parsed("GET", b"/"),),
+    Accept("value-obs-text-and-htab", GET + b"X: caf\xe9\tau lait\r\n\r\n",
+           (Parsed("GET", b"/"),),
            "gunicorn valid/rfc9110_field_value_obs_text_01; RFC 9110 §5.5"),
     Accept("pipelined-in-order",
            b"GET /1 HTTP/1.1\r\n" + HOST + b"\r\n" + cl(b"3", b"abc")
@@ -442,3 +453,4 @@ KNOWN_GAPS: tuple[Reject, ...] = (
     Reject("version-ice", b"SOURCE / ICE/1.0\r\n" + HOST + b"\r\n", 400,
            "RFC 9112 §2.3 (llhttp also speaks ICE for SOURCE)"),
 )
+# fmt: on

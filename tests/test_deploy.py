@@ -19,6 +19,8 @@ from django_prodserve.conf import SETTINGS
 from tests.client import get
 from tests.conftest import MANAGE, require_tool
 
+needs_db = pytest.mark.django_db  # --check runs the migrations check, as a start does
+
 
 def print_config(*args: str) -> dict[str, tuple[str, str]]:
     """Run --print-config in-process; {setting: (value as written, source)}."""
@@ -59,6 +61,7 @@ def test_print_config_marks_an_invalid_value_then_fails_with_the_problem(monkeyp
     )
 
 
+@needs_db
 def test_check_reports_configuration_ok_and_binds_nothing():
     with socket.socket() as taken:  # a start would fail here: "That port is already in use."
         taken.bind(("127.0.0.1", 0))
@@ -69,12 +72,14 @@ def test_check_reports_configuration_ok_and_binds_nothing():
     assert out.getvalue().rstrip().endswith("configuration OK")
 
 
+@needs_db
 @override_settings(PRODSERVE={"wrokers": 2})
 def test_check_fails_on_a_settings_error_even_with_skip_checks():
-    with pytest.raises(SystemCheckError, match=r"prodserve.E002.*Did you mean 'workers'"):
+    with pytest.raises(SystemCheckError, match=r"(?s)prodserve.E002.*Did you mean 'workers'"):
         call_command("prodserve", "--check", "--skip-checks", stdout=StringIO())
 
 
+@needs_db
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -89,6 +94,7 @@ def test_check_fails_on_a_bad_command_line_value_or_hook(args, message):
     assert "configuration OK" not in out.getvalue()
 
 
+@needs_db
 @override_settings(WSGI_APPLICATION="testproject.wsgi_broken.application")
 def test_check_imports_the_app_and_fails_when_it_cannot():
     with pytest.raises(RuntimeError, match="the WSGI module failed at import"):
@@ -112,7 +118,9 @@ def test_master_tells_systemd_ready_once_its_workers_serve(start_server, tmp_pat
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(tmp_path / "notify"))
         notify.settimeout(20)
-        server = start_server("-w", "2", env={"NOTIFY_SOCKET": str(tmp_path / "notify")}, ready=False)
+        server = start_server(
+            "-w", "2", env={"NOTIFY_SOCKET": str(tmp_path / "notify")}, ready=False
+        )
         assert notify.recv(4096) == b"READY=1"
         server.wait_ready()
         assert get(server.port, "/hello/").status == 200
@@ -120,9 +128,7 @@ def test_master_tells_systemd_ready_once_its_workers_serve(start_server, tmp_pat
         assert server.wait_exit() == 0
 
 
-def test_systemd_socket_activate_starts_prodserve_on_the_socket_it_hands_over(
-    project_db, tmp_path
-):
+def test_systemd_socket_activate_starts_prodserve_on_the_socket_it_hands_over(project_db, tmp_path):
     """`systemd-socket-activate` binds the socket and execs prodserve on the first connection,
     exactly as a systemd .socket unit does (LISTEN_FDS=1, LISTEN_PID = prodserve's pid)."""
     activate = require_tool("systemd-socket-activate", "systemd")
@@ -152,7 +158,11 @@ def test_systemd_socket_activate_starts_prodserve_on_the_socket_it_hands_over(
         assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"Hello, world!")
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     assert proc.returncode == 0, output
     assert f"master pid {proc.pid}," in output  # exec'd in place: LISTEN_PID matched
     assert f"Listening at unix:{path}" in output

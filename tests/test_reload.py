@@ -99,7 +99,9 @@ def test_a_template_edit_applies_without_a_restart(start_copy, project_copy):
     server = start_copy("--reload")
     assert b"items</h1>" in get(server.port, "/db/").body
     mark = server.mark()
-    replace(project_copy / "demo" / "templates" / "demo" / "items.html", "items</h1>", "things</h1>")
+    replace(
+        project_copy / "demo" / "templates" / "demo" / "items.html", "items</h1>", "things</h1>"
+    )
     poll(server.port, "/db/", lambda r: b"things</h1>" in r.body)
     server.wait_for(r"items\.html changed, applied without a restart", start=mark)
     assert not re.search(r"items\.html changed, reloading", server.output)
@@ -111,6 +113,7 @@ def test_editor_droppings_and_bytecode_do_not_restart(start_copy, project_copy):
     droppings = [".views.py.swp", ".views.py.swx", "views.py~", ".#views.py", "#views.py#", "4913"]
     droppings += [".DS_Store", "views.py___jb_tmp___", "__pycache__/junk.cpython-311.pyc"]
     mark = server.mark()
+    (demo / "__pycache__").mkdir(exist_ok=True)
     for name in droppings:
         (demo / name).write_text("junk")
     time.sleep(0.3)  # several watch batches: the droppings are judged on their own

@@ -75,7 +75,8 @@ class ForwardedHeaders:
                     del environ[key]
             return
         for key, value in self.secure:
-            if environ.get(key, "").lower() == value:
+            claimed = environ.get(key)
+            if claimed is not None and claimed.lower() == value:
                 environ["wsgi.url_scheme"] = "https"
         forwarded = environ.get("HTTP_FORWARDED")
         if forwarded is not None:

@@ -213,15 +213,17 @@ class Exchange:
                 name, value = pair
                 if type(name) is not str or type(value) is not str:
                     raise TypeError(f"WSGI header {name!r}: {value!r} must be a pair of str")
-                if "\n" in value or "\r" in value or not _token(name):
-                    raise ValueError(f"invalid character in WSGI header {name!r}: {value!r}")
                 lower = name.lower()
                 if lower == "content-length":
+                    # Its value changes per response, so it is checked here rather than cached.
+                    if not (value.isdigit() and value.isascii()):
+                        raise ValueError(f"invalid Content-Length {value!r}")
                     length = int(value)
-                    if length < 0:
-                        raise ValueError(f"negative Content-Length {value!r}")
-                    line = b"Content-Length: %d\r\n" % length
-                elif lower == "date" or lower == "server":
+                    append(b"Content-Length: %d\r\n" % length)
+                    continue
+                if "\n" in value or "\r" in value or not _token(name):
+                    raise ValueError(f"invalid character in WSGI header {name!r}: {value!r}")
+                if lower == "date" or lower == "server":
                     # The app's own Date or Server replaces ours (each is a single field).
                     if lower == "date":
                         own_date = False
