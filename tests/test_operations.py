@@ -177,18 +177,17 @@ def test_sigterm_serves_connections_already_waiting_in_the_backlog(start_server)
     assert server.wait_exit() == 0
 
 
-def test_memory_ceiling_recycles_the_worker_gracefully(start_server):
-    server = start_server("-w", "1", "--max-worker-memory", "1")
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (("--max-worker-memory", "1"), r"RSS \d+ MiB over max_worker_memory \(1 MiB\)"),
+        (("--max-worker-lifetime", "1"), r"reached max_worker_lifetime \(1.0s\)"),
+    ],
+)
+def test_memory_and_lifetime_limits_recycle_the_worker_gracefully(start_server, flags, reason):
+    server = start_server("-w", "1", *flags)
     first = server.worker_pids()
-    server.wait_for(r"RSS \d+ MiB over max_worker_memory \(1 MiB\): recycling")
-    assert wait_until(lambda: server.worker_pids() and server.worker_pids() != first)
-    assert get(server.port, "/hello/").status == 200
-
-
-def test_lifetime_recycles_the_worker(start_server):
-    server = start_server("-w", "1", "--max-worker-lifetime", "1")
-    first = server.worker_pids()
-    server.wait_for(r"reached max_worker_lifetime \(1.0s\): recycling")
+    server.wait_for(reason + ": recycling")
     assert wait_until(lambda: server.worker_pids() and server.worker_pids() != first)
     assert get(server.port, "/hello/").status == 200
 
