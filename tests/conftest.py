@@ -23,12 +23,14 @@ MASTER_PID = re.compile(r"master pid (\d+)")
 class Server:
     """A running `prodserve` process: its output, its port, its process tree, its signals."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, launcher: tuple[str, ...] = ()
+    ) -> None:
         self.args = args
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", str(MANAGE), "prodserve", *args],
+            [*launcher, sys.executable, "-u", str(MANAGE), "prodserve", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -160,6 +162,7 @@ def start_server(project_db, tmp_path):
         settings: str | None = None,
         ready: bool = True,
         cwd: Path | None = None,
+        launcher: tuple[str, ...] = (),
     ) -> Server:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
         full_env.update(TESTPROJECT_DB=str(project_db), PYTHONUNBUFFERED="1")
@@ -169,7 +172,7 @@ def start_server(project_db, tmp_path):
         # An addrport comes first; -b/--bind anywhere; otherwise a free loopback port.
         if not (args and not args[0].startswith("-")) and not {"-b", "--bind"} & set(args):
             args = ("127.0.0.1:0", *args)
-        server = Server(list(args), full_env, cwd or ROOT)
+        server = Server(list(args), full_env, cwd or ROOT, launcher)
         servers.append(server)
         return server.wait_ready() if ready else server
 

@@ -6,7 +6,10 @@ request count and time.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import shutil
 import signal
 import socket
 import stat
@@ -27,8 +30,14 @@ class Load:
     Bounded: stops at `max_requests` or `max_seconds`, whichever comes first.
     """
 
-    def __init__(self, port: int, path: str = "/hello/", clients: int = 4,
-                 max_requests: int = 20000, max_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str = "/hello/",
+        clients: int = 4,
+        max_requests: int = 20000,
+        max_seconds: float = 60.0,
+    ) -> None:
         self.port, self.path = port, path
         self.ok = 0
         self.failed: list[str] = []
@@ -93,8 +102,9 @@ def test_kill_9_under_load_replaces_the_worker_fast_and_fails_at_most_in_flight(
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         server.wait_for(rf"Worker {victim} exited \(signal SIGKILL\)", start=mark)
-        assert wait_until(lambda: len(server.worker_pids()) == 2 and victim not in
-                          server.worker_pids(), timeout=5)
+        assert wait_until(
+            lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids(), timeout=5
+        )
         replaced_in = time.monotonic() - killed_at
         load.wait_for_requests(50)
     assert replaced_in < 1.0
@@ -142,7 +152,10 @@ def test_health_path_is_answered_without_django_and_flips_to_503_on_graceful_sto
     response = get(server.port, "/-/health")
     assert (response.status, response.body) == (200, b"ok\n")
     assert response.header("Cache-Control") == "no-store"
-    with Connection(server.host, server.port) as busy, Connection(server.host, server.port) as probe:
+    with (
+        Connection(server.host, server.port) as busy,
+        Connection(server.host, server.port) as probe,
+    ):
         probe.send(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert probe.read_response().status == 200
         busy.send(b"GET /slow/?s=1.5 HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -212,8 +225,9 @@ def test_pidfile_is_written_and_removed(start_server, tmp_path):
 
 def test_server_hooks_run_in_the_right_processes(start_server, tmp_path):
     log = tmp_path / "hooks.log"
-    server = start_server("-w", "2", settings="testproject.settings_hooks",
-                          env={"HOOKS_LOG": str(log)})
+    server = start_server(
+        "-w", "2", settings="testproject.settings_hooks", env={"HOOKS_LOG": str(log)}
+    )
     workers = set(server.worker_pids())
     os.kill(next(iter(workers)), signal.SIGKILL)
     assert wait_until(lambda: "worker_exit" in log.read_text())
@@ -260,8 +274,12 @@ def test_systemd_socket_activation_serves_on_the_inherited_socket(project_db, tm
     env = {**os.environ, "TESTPROJECT_DB": str(project_db)}
     proc = subprocess.Popen(
         [sys.executable, "-c", launcher, str(listener.fileno()), str(MANAGE)],
-        pass_fds=[listener.fileno()], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        pass_fds=[listener.fileno()],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     listener.close()
     try:
@@ -283,3 +301,42 @@ def test_reuse_port_lets_two_servers_share_a_port(start_server, flag):
     first.signal(signal.SIGTERM)
     assert first.wait_exit() == 0
     assert get(second.port, "/hello/").status == 200
+
+
+def process_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(") ", 1)[1][0]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare(1) for a PID namespace",
+)
+def test_as_pid_1_the_master_reaps_orphans_and_keeps_serving(start_server):
+    """In a container the master is PID 1: orphans of the app become its children to reap."""
+    server = start_server("-w", "1", launcher=("unshare", "--pid", "--fork", "--mount-proc"))
+    [master] = children_of(server.proc.pid)  # unshare's child: PID 1 inside the namespace
+    [worker] = children_of(master)
+    assert get(server.port, "/orphan/").body == b"orphaned"
+    # The grandchild lives 0.2 s as the master's child, then exits: it must not stay a zombie,
+    # and the master must not mistake it for a worker.
+    assert wait_until(lambda: children_of(master) == [worker], timeout=5), [
+        (pid, process_state(pid)) for pid in children_of(master)
+    ]
+    assert get(server.port, "/hello/").status == 200
+    assert "Worker" not in server.output.split("Ready")[-1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_workers_drop_to_the_configured_user_after_the_master_binds(start_server):
+    # --preload: the app is imported as root before the drop (this Python lives under /root,
+    # which nobody may not read); the worker then serves as nobody.
+    server = start_server("-w", "1", "--user", "nobody", "--group", "nogroup", "--preload")
+    [worker] = server.worker_pids()
+    with open(f"/proc/{worker}/status") as f:
+        ids = {line.split(":")[0]: line.split()[1:] for line in f if line[:4] in ("Uid:", "Gid:")}
+    assert ids["Uid"][0] == str(pwd.getpwnam("nobody").pw_uid)
+    assert ids["Gid"][0] == str(grp.getgrnam("nogroup").gr_gid)
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        assert next(line for line in f if line.startswith("Uid:")).split()[1] == "0"
+    assert get(server.port, "/hello/").status == 200

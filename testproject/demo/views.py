@@ -56,6 +56,17 @@ def download(request):
     return FileResponse(open(_downloads[mb], "rb"), content_type="application/octet-stream")
 
 
+def orphan(request):
+    """Leave a grandchild behind, as a library that daemonizes would: it becomes PID 1's to reap."""
+    child = os.fork()
+    if child == 0:
+        if os.fork() == 0:
+            time.sleep(0.2)
+        os._exit(0)
+    os.waitpid(child, 0)
+    return HttpResponse(b"orphaned", content_type="text/plain")
+
+
 def error(request):
     raise RuntimeError("boom from the error view")
 

@@ -11,5 +11,6 @@ urlpatterns = [
     path("stream/", views.stream),
     path("download/", views.download),
     path("error/", views.error),
+    path("orphan/", views.orphan),
     path("environ/", views.environ_dump),
 ]
