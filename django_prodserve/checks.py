@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from . import logs
 from .conf import resolve
 from .server import sockets, tls
 
@@ -134,3 +135,35 @@ def check_static(config) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register("prodserve")
+def check_logging(app_configs, **kwargs) -> list[CheckMessage]:
+    """Logging settings that would silently do nothing."""
+    config, _, problems = current_config()
+    if problems:
+        return []  # reported by check_settings
+    messages: list[CheckMessage] = []
+    if "%(rid)" in config.access_log_format and not config.request_id_header:
+        messages.append(
+            Warning(
+                "PRODSERVE access_log_format logs the request id, %(rid)s, but request_id_header "
+                "is not set: it is always '-'.",
+                hint="Set request_id_header, such as 'X-Request-ID', or drop %(rid)s.",
+                id="prodserve.W030",
+            )
+        )
+    for name, setting, value, unset in (
+        (logs.access_log.name, "accesslog", config.accesslog, None),
+        (logs.error_log.name, "errorlog", config.errorlog, "-"),
+    ):
+        if value != unset and name in logs.configured_by_logging():
+            messages.append(
+                Warning(
+                    f"settings.LOGGING configures the logger {name!r}, so PRODSERVE {setting} "
+                    f"({value!r}) is not used: LOGGING's handlers get its lines.",
+                    hint=f"Remove {setting}, or send the logger to that file in LOGGING.",
+                    id="prodserve.W031",
+                )
+            )
+    return messages

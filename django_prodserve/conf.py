@@ -9,10 +9,13 @@ Precedence: defaults < settings.PRODSERVE < environment < command line.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .logs import compile_format
 from .server.sockets import parse_bind
 
 ENV_PREFIX = "PRODSERVE_"
@@ -183,6 +186,65 @@ def string_list(value: Any) -> tuple[str, ...]:
     raise Invalid(f"must be a list of strings, not {value!r}")
 
 
+def access_format(value: Any) -> str:
+    """An access line format, compiled here so a bad one is reported before the server starts."""
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"must be a format such as '%(h)s \"%(r)s\" %(s)s', or 'json', not {value!r}")
+    try:
+        compile_format(value)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return value
+
+
+def header_name(value: Any) -> str | None:
+    """A request header name; no '_', which the server drops (it could pose as a '-')."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", value):
+        return value
+    raise Invalid(f"must be a header name such as 'X-Request-ID', not {value!r}")
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' → (host, port); ValueError when it is neither."""
+    host, _, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError
+    return host, int(port)
+
+
+def udp_address(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        split_host_port(value)
+    except (AttributeError, ValueError):
+        raise Invalid(f"must be HOST:PORT such as 'localhost:8125', not {value!r}") from None
+    return value
+
+
+def metric_prefix(value: Any) -> str:
+    """statsd names are `prefix.name:value|type`: a ':', '|' or newline would break the packet."""
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]*", value):
+        return value
+    raise Invalid(f"must be letters, digits, '_', '-' and '.', such as 'myapp', not {value!r}")
+
+
+def prometheus_path(value: Any) -> str | None:
+    path = url_path(value)
+    if path is not None and importlib.util.find_spec("prometheus_client") is None:
+        raise Invalid(
+            "needs prometheus_client, which is not installed: "
+            "pip install 'django-prodserve[prometheus]'"
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -340,8 +402,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "access_log_format",
         '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
-        optional_string,
-        "Access log line, with gunicorn's atoms.",
+        access_format,
+        "Access log line: a format with gunicorn's atoms (h, r, s, b, a, {header}i, {header}o, "
+        "{key}e ... and rid, the request id), 'json' for one JSON object per line, or a JSON "
+        "object of atoms. Values are escaped, so no client can forge a line.",
         ("--access-logformat",),
         "FORMAT",
     ),
@@ -580,6 +644,47 @@ SETTINGS += (
         "(ManifestStaticFilesStorage) names are cached for a year as immutable.",
         ("--static-max-age",),
         "SECONDS",
+    ),
+)
+
+# Request ids and metrics
+SETTINGS += (
+    Setting(
+        "request_id_header",
+        None,
+        header_name,
+        "Request id header, such as 'X-Request-ID': its value (a new uuid4 hex when missing or "
+        "malformed) reaches the app, is echoed in the response and logged as the rid atom. "
+        "None disables.",
+        ("--request-id-header",),
+        "HEADER",
+    ),
+    Setting(
+        "statsd_host",
+        None,
+        udp_address,
+        "Send metrics to this statsd, HOST:PORT, over UDP without ever blocking (gunicorn's "
+        "metric names). None disables.",
+        ("--statsd-host",),
+        "HOST:PORT",
+    ),
+    Setting(
+        "statsd_prefix",
+        "gunicorn",
+        metric_prefix,
+        "Prefix of the statsd names; the default gives gunicorn's (gunicorn.requests ...). "
+        "gunicorn's prefix 'app' is 'app.gunicorn' here.",
+        ("--statsd-prefix",),
+        "PREFIX",
+    ),
+    Setting(
+        "prometheus_path",
+        None,
+        prometheus_path,
+        "Serve the Prometheus metrics of all workers at this path, such as '/-/metrics' (needs "
+        "the 'prometheus' extra). Anyone who reaches the server can read it. None disables.",
+        ("--prometheus-path",),
+        "PATH",
     ),
 )
 

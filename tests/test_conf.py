@@ -140,7 +140,9 @@ def test_bad_bind_forms_raise_value_error(text):
 def test_invalid_cli_value_refuses_to_start_with_the_flag_named():
     result = subprocess.run(
         [sys.executable, str(MANAGE), "prodserve", "--workers", "none", "--skip-checks"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "--workers must be an integer >= 1" in result.stderr

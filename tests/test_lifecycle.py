@@ -20,8 +20,7 @@ import pytest
 from tests.client import Connection, Response
 from tests.conftest import children_of, pid_alive, wait_until
 
-#: Always name the address: conftest only adds 127.0.0.1:0 when no argument is a bare number, and
-#: the "2" of "-w 2" is one, which would leave the server on the default port 8000.
+#: The address, named explicitly: a free loopback port (never the default 8000).
 LOOPBACK = "127.0.0.1:0"
 #: The access log on stdout, one line per request: "<worker pid> GET /path HTTP/1.1 200".
 ACCESS_LOG = ("--access-logfile", "-", "--access-logformat", "%(p)s %(r)s %(s)s")

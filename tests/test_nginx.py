@@ -22,22 +22,34 @@ from tests.conftest import ROOT, require_tool, wait_until
 from tests.test_operations import Load
 
 RECIPE_DOC = ROOT / "docs" / "deploy-nginx.md"
-RECIPE_MARKER = "<!-- tested: tests/test_nginx.py"
 # The client's own loopback address, so that it differs from nginx's (127.0.0.1) and is not in
 # prodserve's default forwarded_allow_ips.
 CLIENT_ADDR = "127.0.0.5"
+UPSTREAM_BLOCK = re.compile(r"^upstream prodserve \{\n.*?^\}\n", re.M | re.S)
 UPSTREAM_SERVERS = re.compile(r"(?:^ +server [^{\n]*;\n)+", re.M)
 
 
-def documented_site(upstreams: list[str], port: int) -> str:
-    """The nginx blocks of docs/deploy-nginx.md with our instances and listening port put in."""
-    text = RECIPE_DOC.read_text()
-    _, marker, rest = text.partition(RECIPE_MARKER)
+def documented_block(marker: str) -> str:
+    """The nginx block that follows `marker` in docs/deploy-nginx.md."""
+    _, found, rest = RECIPE_DOC.read_text().partition(marker)
     block = re.search(r"```nginx\n(.*?)```", rest, re.S)
-    assert marker and block, f"{RECIPE_DOC} lost its tested nginx block"
-    site = block.group(1)
+    assert found and block, f"{RECIPE_DOC} lost the nginx block after {marker!r}"
+    return block.group(1)
+
+
+def documented_site(upstreams: list[str], port: int, keepalive: bool = False) -> str:
+    """docs/deploy-nginx.md's configuration (or its keep-alive variant) with our instances and
+    listening port put in."""
+    site = documented_block("<!-- tested: tests/test_nginx.py reads the next nginx block")
+    assert site.count("listen 80;") == 1 and site.count("proxy_http_version 1.1;") == 1, site
+    if keepalive:
+        upstream = documented_block("<!-- tested: tests/test_nginx.py uses the next nginx block")
+        site = UPSTREAM_BLOCK.sub(lambda _: upstream, site, count=1)
+        site = site.replace(
+            "proxy_http_version 1.1;",
+            'proxy_http_version 1.1;\n        proxy_set_header Connection "";',
+        )
     servers = UPSTREAM_SERVERS.search(site)
-    assert servers and site.count("listen 80;") == 1, site
     indent, _, params = re.match(r"( +)server (\S+)(.*);", servers.group(0)).groups()
     ours = "".join(f"{indent}server {upstream}{params};\n" for upstream in upstreams)
     site = site[: servers.start()] + ours + site[servers.end() :]
@@ -47,7 +59,9 @@ def documented_site(upstreams: list[str], port: int) -> str:
 class Nginx:
     """One foreground nginx (master + 1 worker) whose files all live in `directory`."""
 
-    def __init__(self, binary: str, directory: Path, upstreams: list[str]) -> None:
+    def __init__(
+        self, binary: str, directory: Path, upstreams: list[str], keepalive: bool = False
+    ) -> None:
         directory.mkdir()
         self.directory = directory
         self.port = free_port()
@@ -68,7 +82,7 @@ http {{
     fastcgi_temp_path {directory}/fastcgi;
     uwsgi_temp_path {directory}/uwsgi;
     scgi_temp_path {directory}/scgi;
-{documented_site(upstreams, self.port)}
+{documented_site(upstreams, self.port, keepalive)}
 }}
 """
         )
@@ -121,12 +135,12 @@ def accepts(port: int) -> bool:
 
 @pytest.fixture
 def nginx(tmp_path):
-    """nginx(upstreams) -> a ready Nginx proxying to those `server` addresses; stopped after."""
+    """nginx(upstreams, keepalive=False) -> a ready Nginx proxying to those `server` addresses."""
     binary = require_tool("nginx", "nginx")
     started: list[Nginx] = []
 
-    def start(upstreams: list[str]) -> Nginx:
-        proxy = Nginx(binary, tmp_path / f"nginx{len(started)}", upstreams)
+    def start(upstreams: list[str], keepalive: bool = False) -> Nginx:
+        proxy = Nginx(binary, tmp_path / f"nginx{len(started)}", upstreams, keepalive)
         started.append(proxy)
         return proxy.wait_ready()
 
@@ -154,13 +168,21 @@ def environ_via(port: int, headers: str = "") -> dict:
 
 
 def documented_server(start_server, *args: str, **kwargs):
-    """prodserve with the settings docs/deploy-nginx.md pairs with its nginx config."""
-    return start_server(*args, "--keep-alive", "75", "--health-check-path", "/-/health", **kwargs)
+    """prodserve with the settings docs/deploy-nginx.md pairs with its nginx configuration."""
+    return start_server(*args, "--health-check-path", "/-/health", **kwargs)
 
 
-def test_nginx_proxies_to_prodserve_over_tcp_with_keepalive_bodies_and_streams(start_server, nginx):
-    server = documented_server(start_server, "-w", "2")
-    proxy = nginx([f"127.0.0.1:{server.port}"])
+@pytest.mark.parametrize(
+    ("keepalive", "settings"),
+    [(False, ()), (True, ("--threads", "4", "--keep-alive", "75"))],
+    ids=["plain", "upstream-keepalive"],
+)
+def test_nginx_proxies_to_prodserve_over_tcp(start_server, nginx, keepalive, settings):
+    # nginx untrusted here, so REMOTE_PORT stays the port of nginx's connection to prodserve.
+    server = documented_server(
+        start_server, "-w", "2", "--forwarded-allow-ips", "192.0.2.1", *settings
+    )
+    proxy = nginx([f"127.0.0.1:{server.port}"], keepalive=keepalive)
     payload = bytes(range(256)) * 1200  # 300 KiB: past nginx's in-memory buffer, to its temp file
     with Connection("127.0.0.1", proxy.port) as conn:
         for path, body in [
@@ -178,6 +200,8 @@ def test_nginx_proxies_to_prodserve_over_tcp_with_keepalive_bodies_and_streams(s
         response = conn.read_response()
     assert response.status == 200
     assert json.loads(response.body)["_body"].encode("latin-1") == payload
+    upstream_ports = {environ_via(proxy.port)["REMOTE_PORT"] for _ in range(3)}
+    assert len(upstream_ports) == (1 if keepalive else 3)
 
 
 def test_nginx_proxies_to_prodserve_over_a_unix_socket(start_server, nginx, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,41 @@ def test_an_edited_view_is_served_after_the_save(start_copy, project_copy, start
     assert latency < 5
     assert "WARNING: --reload is for development" in server.output
     assert "reloader pid" in server.output
+
+
+def test_no_request_fails_while_the_server_restarts(start_copy, project_copy):
+    server = start_copy("--reload")
+    bodies: list[bytes] = []
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        while not done.is_set():
+            try:
+                response = get(server.port, "/hello/")
+                assert response.status == 200, response
+                bodies.append(response.body)
+            except Exception as exc:
+                errors.append(exc)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        current = b"Hello, world!"
+        for text in (b"Hello, one!", b"Hello, number two!", b"Hello, three!"):
+            replace(project_copy / "demo" / "views.py", current.decode(), text.decode())
+            current = text
+            assert wait_until(lambda new=text: bodies[-1:] == [new], 10)
+    finally:
+        done.set()
+        thread.join()
+    assert not errors
+    assert set(bodies) <= {
+        b"Hello, world!",
+        b"Hello, one!",
+        b"Hello, number two!",
+        b"Hello, three!",
+    }
 
 
 @pytest.mark.parametrize(
@@ -121,6 +157,24 @@ def test_editor_droppings_and_bytecode_do_not_restart(start_copy, project_copy):
     server.wait_for(r"/demo/views\.py changed, reloading", start=mark)
     changed = [line for line in server.lines[mark:] if " changed, " in line]
     assert not [line for line in changed if any(name in line for name in droppings)]
+
+
+def test_extra_files_and_globs_are_watched(start_copy, project_copy):
+    (project_copy / "conf").mkdir()
+    (project_copy / "notes.txt").write_text("notes")
+    server = start_copy(
+        "--reload", "--reload-extra-file", "notes.txt", "--reload-extra-file", "conf/*.ini"
+    )
+    mark = server.mark()
+    (project_copy / "notes.txt").write_text("new notes")
+    server.wait_for(r"/notes\.txt changed, reloading", start=mark)
+    (project_copy / "conf" / "site.ini").write_text("[site]")
+    server.wait_for(r"/conf/site\.ini changed, reloading", start=mark)
+    mark = server.mark()
+    (project_copy / "conf" / "site.txt").write_text("not watched")
+    (project_copy / "notes.txt").write_text("newer notes")
+    server.wait_for(r"/notes\.txt changed, reloading", start=mark)
+    assert "site.txt" not in server.output
 
 
 def test_requests_are_logged_like_runserver(start_copy):

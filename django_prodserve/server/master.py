@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ..logs import reopen_files
+from ..metrics import with_master_metrics
 from .heartbeat import Heartbeat
 from .hooks import Hooks
 from .worker import BOOT_ERROR, Worker
@@ -67,7 +68,7 @@ class Master:
         self.listeners = list(listeners)
         self.app = app
         self.load_app = load_app
-        self.hooks = Hooks(config)
+        self.hooks = with_master_metrics(config, Hooks(config))  # Hooks itself when metrics are off
         self.num_workers = config.workers
         self.workers: dict[int, WorkerProcess] = {}
         self.heartbeat = Heartbeat()

@@ -167,11 +167,13 @@ def _read_all(fd: int) -> bytes:
 
 def adjust(config):
     """The child's config: the app loaded before fork (a broken one raises here, where main()
-    turns it into the error page), quick stops, and the pidfile left to the supervisor."""
+    turns it into the error page), quick stops, no pidfile of its own, and no worker timeout — as
+    under runserver, a breakpoint() in a view must not get its worker killed 30 s later."""
     return dataclasses.replace(
         config,
         preload_app=True,
         graceful_timeout=min(config.graceful_timeout, STOP_GRACE),
+        timeout=0,
         pidfile=None,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib
 import itertools
 import json
 import logging
@@ -38,7 +39,7 @@ from django.utils import autoreload
 from django.utils.autoreload import autoreload_started, file_changed
 
 from .master import LISTEN_FDS_ENV
-from .reload_child import BOOTSTRAP, CHILD_ENV, STOP_GRACE
+from .reload_child import BOOTSTRAP, CHILD_ENV, PREIMPORT, STOP_GRACE
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -148,7 +149,7 @@ class FileWatch:
         self.directory_globs[_resolved(path)].add(glob)
 
     def installed(self, path: Path) -> bool:
-        """In the stdlib or site-packages: a library, which a warm standby may have imported."""
+        """In the stdlib or site-packages: a library, not the project."""
         return any(path.is_relative_to(directory) for directory in self.installation)
 
     def roots(self) -> tuple[list[Path], list[Path]]:
@@ -236,6 +237,12 @@ class Reloader:
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.files = FileWatch(self.config.reload_extra_files)
+        # What a standby imports before the word: Django, prodserve and the libraries they use. A
+        # change there must not be served by an interpreter that holds the old version.
+        self.preimported = {
+            Path(importlib.import_module(name.partition(".")[0]).__file__).parent
+            for name in PREIMPORT
+        } | self.files.installation
         deep, flat = self.files.roots()
         threads = [
             threading.Thread(target=self.watch, args=(dirs, recursive), daemon=True)
@@ -303,7 +310,7 @@ class Reloader:
         for child in self.children:
             if child.stop_by is not None and now > child.stop_by:
                 child.proc.kill()
-                child.stop_by = float("inf")
+                child.stop_by = now + 1.0  # reaped on its SIGCHLD; killed again if not
         if self.standby_at is not None and now >= self.standby_at:
             self.standby_at = None
             self.standby = self.start()
@@ -427,8 +434,7 @@ class Reloader:
             self.changed_at = time.monotonic()
             if self.active is not None:
                 self.retire(self.active, signal.SIGTERM)
-            # A changed library may be one the standby already imported: start from scratch.
-            stale = any(self.files.installed(path) for path in restart)
+            stale = any(path.is_relative_to(d) for path in restart for d in self.preimported)
             self.active = self.launch(GO, cold=stale or not self.warm)
         elif handled:
             os.write(self.events.fileno(), "".join(f"{path}\n" for path in handled).encode())

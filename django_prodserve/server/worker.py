@@ -21,12 +21,12 @@ import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from ..logs import log_access, reopen_files
+from ..logs import reopen_files
+from ..metrics import request_observer
 from . import http, proxy, wsgi
 from .heartbeat import Heartbeat
 
 error_log = logging.getLogger("django_prodserve.error")
-access_log = logging.getLogger("django_prodserve.access")
 
 EPOLLIN = select.EPOLLIN
 EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
@@ -180,7 +180,7 @@ class Worker:
         self.finished: deque[Connection] = deque()
         self.current: http.Request | None = None
         self.deadline: float | None = None
-        self.access = access_log.isEnabledFor(logging.INFO) and config.accesslog is not None
+        self.observer = request_observer(config)  # None: no access log, no metrics
 
     # process setup
 
@@ -440,15 +440,16 @@ class Worker:
             self.forwarded.apply(environ, conn.trusted)
             if self.stopping:
                 conn.keep_alive = False
-            start = time.monotonic() if self.access else 0.0
+            observer = self.observer
+            start = observer.begin() if observer is not None else 0.0
             try:
                 ex = wsgi.handle(self.app, conn, req, environ)
             except OSError:
                 # The client went away mid-response.
                 ex = None
             self.current = None
-            if self.access and ex is not None:
-                log_access(environ, ex, time.monotonic() - start)
+            if observer is not None:
+                observer.end(environ, ex, start)
             self.requests += 1
             if self.requests == self.max_requests:
                 self.retire(f"served {self.requests} requests")

@@ -18,7 +18,7 @@ from django.core.management.commands.runserver import naiveip_re
 from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 
-from ... import __version__, checks, logs, static
+from ... import __version__, checks, logs, metrics, static
 from ...conf import SETTINGS, resolve
 from ...server import reload_child, sockets, tls, wsgi
 from ...server.hooks import Hooks
@@ -142,7 +142,8 @@ class Command(BaseCommand):
         if supervise:
             return self.supervise(config)
         try:
-            master = Master(config, load_app=self.wsgi_loader(options, config))
+            load_app = metrics.instrument(config, self.wsgi_loader(options, config))
+            master = Master(config, load_app=load_app)
         except ImportError as exc:
             raise CommandError(f"A server hook could not be imported: {exc}") from exc
         master.hooks("on_starting", master)

@@ -1,0 +1,363 @@
+"""The HTTP edge against a live server: smuggling pairs, pipelining, keep-alive, 100-continue,
+limits, and one worker that stays healthy through all of it.
+
+One server for the module, with one worker and an access log of "<pid> <request line> <status>":
+- "the smuggled request never ran" is read off the access log: each one asks for ?smuggled=...;
+- "the same worker" is its pid, before and after.
+The sans-I/O rules behind these live in tests/http_corpus.py and tests/test_http_edge.py.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import struct
+import time
+import uuid
+
+import pytest
+
+from tests.client import Connection, Response, request
+from tests.conftest import wait_until
+from tests.http_corpus import ACCEPT, REJECT
+
+LOCALHOST = b"Host: localhost\r\n"
+SMUGGLED = b"GET /environ/?smuggled=1 HTTP/1.1\r\n" + LOCALHOST + b"\r\n"
+UPLOAD = b"POST /upload/ HTTP/1.1\r\n" + LOCALHOST
+
+
+@pytest.fixture(scope="module")
+def server(start_module_server):
+    return start_module_server(
+        "-w", "1", "--limit-request-body", "1000",
+        "--access-logfile", "-", "--access-logformat", "%(p)s %(r)s %(s)s",
+    )  # fmt: skip
+
+
+def log_after(server, mark: int) -> list[str]:
+    """What the server logged since `mark`, once its worker has served a request made after it.
+
+    One worker serves connections in order, so a line the earlier exchange caused (an access
+    line for a smuggled request, a traceback) is in the log before this request's line.
+    """
+    token = uuid.uuid4().hex
+    probe = f"GET /hello/?after={token} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    assert request(server.port, probe.encode()).status == 200
+    server.wait_for(rf"GET /hello/\?after={token} HTTP/1\.1 200", start=mark)
+    return server.output.split("\n")[mark:]
+
+
+def assert_clean(lines: list[str]) -> None:
+    assert not [line for line in lines if "smuggled" in line or "Traceback" in line]
+
+
+def exchange(server, raw: bytes, responses: int) -> tuple[list[Response], bool]:
+    """Send raw in one write; read that many responses; then whether the server closed."""
+    with Connection(server.host, server.port) as conn:
+        conn.send(raw)
+        got = [conn.read_response() for _ in range(responses)]
+        return got, conn.is_closed(timeout=0.5)
+
+
+def smuggle_cl_te() -> bytes:
+    body = b"0\r\n\r\n" + SMUGGLED
+    return UPLOAD + b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(body) + body
+
+
+def smuggle_te_cl() -> bytes:
+    body = b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n"
+    return UPLOAD + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n" + body
+
+
+def smuggle_te(header_lines: bytes, length: bool = True) -> bytes:
+    """An obfuscated Transfer-Encoding, with a Content-Length for a reader that ignores it."""
+    body = b"0\r\n\r\n" + SMUGGLED
+    cl = b"Content-Length: %d\r\n" % len(body) if length else b""
+    return UPLOAD + header_lines + cl + b"\r\n" + body
+
+
+# (id, raw: an attack followed by SMUGGLED, the one status it gets, source)
+ATTACKS = [
+    ("cl-te", smuggle_cl_te(), 400, "RFC 9112 §6.1; CL.TE"),
+    ("te-cl", smuggle_te_cl(), 400, "RFC 9112 §6.1; TE.CL, CVE-2024-6827"),
+    ("te-te-x-chunked", smuggle_te(b"Transfer-Encoding: xchunked\r\n"), 400, "TE.TE"),
+    ("te-te-space-before-colon", smuggle_te(b"Transfer-Encoding : chunked\r\n"), 400,
+     "TE.TE; RFC 9112 §5.1"),
+    ("te-te-second-line", smuggle_te(b"Transfer-Encoding: chunked\r\nTransfer-encoding: x\r\n"),
+     400, "TE.TE; CVE-2024-1135"),
+    ("te-te-vtab", smuggle_te(b"Transfer-Encoding:\x0bchunked\r\n"), 400, "TE.TE; CVE-2019-16789"),
+    ("te-te-obs-fold", smuggle_te(b"Transfer-Encoding:\r\n chunked\r\n"), 400,
+     "TE.TE; RFC 9112 §5.2"),
+    ("te-te-bare-lf", smuggle_te(b"X: y\nTransfer-Encoding: chunked\r\n"), 400,
+     "TE.TE; CVE-2019-16785"),
+    ("te-te-chunked-then-identity",
+     smuggle_te(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n", length=False),
+     400, "CVE-2024-1135; gunicorn invalid/chunked_08"),
+    ("te-te-empty-element", smuggle_te(b"Transfer-Encoding: ,chunked\r\n", length=False), 400,
+     "CVE-2024-6827"),
+    ("te-identity-chunked", smuggle_te(b"Transfer-Encoding: identity, chunked\r\n", length=False),
+     501, "RFC 9112 §6.1"),
+    ("cl-cl", UPLOAD + b"Content-Length: 0\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED)
+     + SMUGGLED, 400, "RFC 9110 §8.6; gunicorn invalid/021"),
+    ("cl-plus", UPLOAD + b"Content-Length: +0\r\n\r\n" + SMUGGLED, 400, "CVE-2022-24761"),
+    ("chunk-size-0x", UPLOAD + b"Transfer-Encoding: chunked\r\n\r\n0x0\r\n\r\n" + SMUGGLED, 400,
+     "CVE-2022-24761"),
+    ("chunk-terminator", UPLOAD + b"Transfer-Encoding: chunked\r\n\r\n1\r\nZXX0\r\n\r\n"
+     + SMUGGLED, 400, "CVE-2025-43859"),
+    ("chunk-ext-bare-lf", UPLOAD + b"Transfer-Encoding: chunked\r\n\r\n2;\nxx\r\n0\r\n\r\n"
+     + SMUGGLED, 400, "CVE-2025-55315"),
+    ("http10-te-and-cl", b"POST /upload/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"
+     b"Content-Length: 5\r\n\r\n0\r\n\r\n" + SMUGGLED, 400, "RFC 9112 §6.1; gunicorn chunked_05"),
+    ("bad-first-request", b"GET /hello/ HTTP/1.1\r\n" + LOCALHOST + b"Bad Header\r\n\r\n"
+     + SMUGGLED, 400, "CVE-2024-49768 (waitress)"),
+    ("upgrade-with-body", UPLOAD + b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED, 501, "RFC 9110 §7.8"),
+    ("connect", b"CONNECT localhost:80 HTTP/1.1\r\nHost: localhost:80\r\n\r\n" + SMUGGLED, 501,
+     "RFC 9110 §9.3.6"),
+    ("absolute-form-bad-port", b"GET http://localhost:99999/ HTTP/1.1\r\n" + LOCALHOST
+     + b"\r\n" + SMUGGLED, 400, "RFC 3986 §3.2.3 (crashed the worker in wsgi._origin_path)"),
+    ("host-twice", b"GET /hello/ HTTP/1.1\r\n" + LOCALHOST + b"Host: evil.example\r\n\r\n"
+     + SMUGGLED, 400, "RFC 9112 §3.2"),
+    ("version-1.2", b"GET /hello/ HTTP/1.2\r\n" + LOCALHOST + b"\r\n" + SMUGGLED, 505,
+     "RFC 9110 §15.6.6"),
+    ("target-too-long", b"GET /hello/?" + b"a" * 5000 + b" HTTP/1.1\r\n" + LOCALHOST + b"\r\n"
+     + SMUGGLED, 414, "limit_request_line 4094"),
+    ("field-too-large", b"GET /hello/ HTTP/1.1\r\n" + LOCALHOST + b"X: " + b"a" * 9000
+     + b"\r\n\r\n" + SMUGGLED, 431, "limit_request_field_size 8190"),
+    ("body-too-large", UPLOAD + b"Content-Length: 1001\r\n\r\n" + SMUGGLED, 413,
+     "limit_request_body 1000"),
+    ("chunked-body-too-large", UPLOAD + b"Transfer-Encoding: chunked\r\n\r\n"
+     + (b"258\r\n" + b"x" * 600 + b"\r\n") * 2 + SMUGGLED, 413, "limit_request_body 1000"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "status"), [a[1:3] for a in ATTACKS], ids=[a[0] for a in ATTACKS])
+def test_attack_gets_one_error_a_close_and_the_smuggled_request_never_runs(server, raw, status):
+    [pid] = server.worker_pids()
+    mark = server.mark()
+    [response], closed = exchange(server, raw, 1)
+    assert (response.status, response.header("Connection"), closed) == (status, "close", True)
+    lines = log_after(server, mark)
+    assert_clean(lines)
+    [logged] = [line for line in lines if "Bad request from 127.0.0.1: " in line]
+    assert "INFO" in logged
+    assert server.worker_pids() == [pid]
+
+
+# Accepted, and still nothing smuggled
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /environ/?n=1 HTTP/1.1\r\n" + LOCALHOST + b"Connection: close\r\n\r\n",
+        b"GET /environ/?n=1 HTTP/1.0\r\n\r\n",
+        b"GET /environ/?n=1 HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+        b"GET /environ/?n=1 HTTP/1.1\r\n" + LOCALHOST + b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n\r\n",
+    ],
+    ids=["http11-close", "http10", "http10-keep-alive-and-close", "upgrade-ignored"],
+)
+def test_nothing_after_a_request_that_ends_the_connection_runs(server, first):
+    """RFC 9112 §9.6; CVE-2024-49768. Upgrade is served as plain HTTP (RFC 9110 §7.8)."""
+    mark = server.mark()
+    [response], closed = exchange(server, first + SMUGGLED, 1)
+    assert (response.status, response.header("Connection"), closed) == (200, "close", True)
+    assert b'"QUERY_STRING": "n=1"' in response.body
+    assert_clean(log_after(server, mark))
+
+
+@pytest.mark.parametrize("path", [b"/upload/", b"/hello/"], ids=["read-by-the-app", "unread"])
+def test_a_body_that_looks_like_a_request_is_only_data(server, path):
+    """RFC 9112 §6.3: the body is read whole before the app runs, read or not by it."""
+    mark = server.mark()
+    first = b"POST " + path + b" HTTP/1.1\r\n" + LOCALHOST
+    first += b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED
+    then = b"GET /environ/?n=2 HTTP/1.1\r\n" + LOCALHOST + b"\r\n"
+    [one, two], closed = exchange(server, first + then, 2)
+    assert (one.status, two.status, closed) == (200, 200, False)
+    assert one.body == (SMUGGLED if path == b"/upload/" else b"Hello, world!")
+    assert b'"QUERY_STRING": "n=2"' in two.body
+    assert_clean(log_after(server, mark))
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    raw = (
+        b"GET /environ/?n=1 HTTP/1.1\r\n" + LOCALHOST + b"\r\n"
+        + UPLOAD + b"Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n"
+        + UPLOAD + b"Content-Length: 3\r\n\r\ndef"
+        + b"GET /environ/?n=4 HTTP/1.1\r\n" + LOCALHOST + b"\r\n"
+    )  # fmt: skip
+    responses, closed = exchange(server, raw, 4)
+    assert [r.status for r in responses] == [200] * 4 and not closed
+    assert b'"QUERY_STRING": "n=1"' in responses[0].body
+    assert (responses[1].body, responses[2].body) == (b"abc", b"def")
+    assert b'"QUERY_STRING": "n=4"' in responses[3].body
+
+
+def test_chunked_trailers_never_reach_the_environ(server):
+    raw = (
+        b"POST /environ/ HTTP/1.1\r\n" + LOCALHOST + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\nX-Trailer: 1\r\nHost: evil.example\r\n\r\n"
+    )
+    [response], _ = exchange(server, raw, 1)
+    assert response.status == 200
+    assert b"X_TRAILER" not in response.body and b"evil" not in response.body
+    assert b'"_body": "hi"' in response.body
+
+
+def test_absolute_form_authority_wins_over_the_host_header(server):
+    """RFC 9112 §3.2.2: the origin server ignores Host and uses the target's authority."""
+    raw = b"GET http://localhost/environ/?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    [response], _ = exchange(server, raw, 1)
+    assert response.status == 200
+    assert b'"HTTP_HOST": "localhost"' in response.body
+    assert b'"PATH_INFO": "/environ/"' in response.body
+
+
+# Expect: 100-continue (RFC 9110 §10.1.1)
+
+
+def test_100_continue_is_sent_before_the_body_is(server):
+    with Connection(server.host, server.port) as conn:
+        conn.send(UPLOAD + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        interim = conn.read_response()
+        assert (interim.status, interim.raw_head) == (100, b"HTTP/1.1 100 Continue")
+        conn.send(b"hello")
+        response = conn.read_response()
+    assert (response.status, response.body) == (200, b"hello")
+
+
+def test_a_too_large_body_is_refused_instead_of_continued(server):
+    [response], closed = exchange(
+        server, UPLOAD + b"Expect: 100-continue\r\nContent-Length: 1001\r\n\r\n", 1
+    )
+    assert (response.status, closed) == (413, True)
+
+
+def test_http10_expectation_is_ignored(server):
+    """RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 MUST be ignored."""
+    with Connection(server.host, server.port, timeout=0.5) as conn:
+        conn.send(b"POST /upload/ HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        with pytest.raises(TimeoutError):
+            conn.read_response()
+        conn.sock.settimeout(5)
+        conn.send(b"ok")
+        response = conn.read_response()
+    assert (response.status, response.body) == (200, b"ok")
+
+
+# Keep-alive (RFC 9112 §9.3)
+
+
+def test_http11_connection_persists_by_default(server):
+    with Connection(server.host, server.port) as conn:
+        for n in range(3):
+            conn.send(b"GET /hello/?n=%d HTTP/1.1\r\n" % n + LOCALHOST + b"\r\n")
+            response = conn.read_response()
+            assert response.status == 200 and response.header("Connection") is None
+
+
+def test_http10_keep_alive_persists_when_the_length_is_known(server):
+    with Connection(server.host, server.port) as conn:
+        for _ in range(2):
+            conn.send(b"GET /hello/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            response = conn.read_response()
+            assert (response.status, response.header("Connection")) == (200, "keep-alive")
+            assert response.version == "HTTP/1.1"
+
+
+def test_http10_keep_alive_closes_when_the_length_is_unknown(server):
+    """No chunked coding in HTTP/1.0: a streamed body ends with the connection."""
+    with Connection(server.host, server.port) as conn:
+        conn.send(b"GET /stream/?n=3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        response = conn.read_response()
+    assert (response.status, response.header("Connection")) == (200, "close")
+    assert response.body == b"chunk 0\nchunk 1\nchunk 2\n"
+
+
+# The connection ends early
+
+
+def test_a_truncated_chunked_body_never_reaches_the_app(server):
+    mark = server.mark()
+    with Connection(server.host, server.port) as conn:
+        conn.send(b"POST /upload/?smuggled=truncated HTTP/1.1\r\n" + LOCALHOST)
+        conn.send(b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
+        conn.sock.shutdown(socket.SHUT_WR)
+        assert conn.sock.recv(1) == b""
+    assert_clean(log_after(server, mark))
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_connections_reset_at_any_point_leave_nothing_behind(server):
+    """CVE-2024-49769 (waitress kept sockets of clients that vanished early)."""
+    [pid] = server.worker_pids()
+    before = open_fds(pid)
+    stages = [b"", b"GET /hel", b"GET /hello/ HTTP/1.1\r\n" + LOCALHOST, UPLOAD + b"Content-Le"]
+    for n in range(40):
+        sock = socket.create_connection((server.host, server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if stages[n % 4]:
+            sock.sendall(stages[n % 4])
+        sock.close()  # linger 0: a reset, not a FIN
+    assert wait_until(lambda: open_fds(pid) <= before)
+    assert request(server.port, b"GET /hello/ HTTP/1.1\r\n" + LOCALHOST + b"\r\n").status == 200
+    assert server.worker_pids() == [pid]
+
+
+# Socket-level fuzz: bounded, seeded, every connection fresh
+
+
+def mutate(rng: random.Random, raw: bytes) -> bytes:
+    data = bytearray(raw)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(data) + 1)
+        edit = rng.randrange(4)
+        if edit == 0:
+            data[at:at] = bytes(rng.choice(b"\r\n\t \x00:;,0fx-") for _ in range(rng.randint(1, 3)))
+        elif edit == 1:
+            del data[at : at + rng.randint(1, 4)]
+        elif edit == 2 and at < len(data):
+            data[at] = rng.randrange(256)
+        else:
+            data[at:at] = data[at : at + rng.randint(1, 40)]
+    return bytes(data)
+
+
+def answer_or_close(server, raw: bytes) -> bytes:
+    """All the server sends for raw on a fresh connection that we half-close after sending."""
+    sock = socket.create_connection((server.host, server.port), timeout=5)
+    received = b""
+    try:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)
+        while data := sock.recv(65536):
+            received += data
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the server closed on an error while bytes were still in flight
+    finally:
+        sock.close()
+    return received
+
+
+def test_socket_fuzz_gets_responses_or_closes_and_the_worker_survives(server):
+    [pid] = server.worker_pids()
+    mark = server.mark()
+    rng = random.Random(9112)
+    seeds = [case.raw.replace(b"example.com", b"localhost") for case in (*REJECT, *ACCEPT)]
+    deadline = time.monotonic() + 60
+    for n in range(200):
+        if n % 5 == 0:
+            raw = rng.randbytes(rng.randint(1, 300))
+        else:
+            raw = mutate(rng, rng.choice(seeds))
+        received = answer_or_close(server, raw)
+        assert received == b"" or received.startswith(b"HTTP/1.1 "), (raw, received[:200])
+        assert time.monotonic() < deadline
+    assert not [line for line in log_after(server, mark) if "crashed" in line]
+    assert server.worker_pids() == [pid]
