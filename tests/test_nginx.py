@@ -64,7 +64,9 @@ class Nginx:
     ) -> None:
         directory.mkdir()
         self.directory = directory
-        self.port = free_port()
+        with socket.socket() as probe:  # a free port, which nginx binds a moment later
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
         # As root, nginx's workers would switch to `nobody` and could not reach tmp_path.
         user = "user root;" if os.geteuid() == 0 else ""
         config = directory / "nginx.conf"
@@ -97,9 +99,16 @@ http {{
 
     def wait_ready(self) -> Nginx:
         """nginx logs nothing when it listens: poll its port (and fail fast if it exited)."""
-        assert wait_until(lambda: self.proc.poll() is not None or accepts(self.port)), self.log()
+        assert wait_until(lambda: self.proc.poll() is not None or self.listening()), self.log()
         assert self.proc.poll() is None, f"nginx exited {self.proc.returncode}: {self.log()}"
         return self
+
+    def listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def log(self) -> str:
         path = self.directory / "error.log"
@@ -117,20 +126,6 @@ http {{
         except ProcessLookupError:
             pass
         self.proc.wait(5)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture

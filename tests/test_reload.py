@@ -13,7 +13,7 @@ import pytest
 
 from django_prodserve.management.commands.prodserve import Command
 from tests.client import Response, get
-from tests.conftest import children_of, pid_alive, wait_until
+from tests.conftest import LISTENING, children_of, pid_alive, wait_until
 
 WARM = "Warm standby"
 
@@ -114,6 +114,19 @@ def test_a_broken_module_shows_its_error_until_a_save_fixes_it(
     module.write_text(original)
     replace(project_copy / "demo" / "views.py", "Hello, world!", "Hello, fixed!")
     poll(server.port, "/hello/", lambda r: r.body == b"Hello, fixed!")
+
+
+def test_a_project_broken_at_launch_still_starts_and_recovers(start_copy, project_copy):
+    views = project_copy / "demo" / "views.py"
+    original = views.read_text()
+    views.write_text(f"{original}\ndef broken(:\n")
+    server = start_copy("--reload", ready=False)
+    port = int(server.wait_for(LISTENING.pattern).group(3))
+    server.wait_for("could not start the project")
+    response, _ = poll(port, "/hello/", lambda r: r.status == 500)
+    assert b"SyntaxError" in response.body
+    views.write_text(original.replace("Hello, world!", "Hello, at last!"))
+    poll(port, "/hello/", lambda r: r.body == b"Hello, at last!")
 
 
 def test_without_debug_the_error_page_tells_nothing(start_copy, project_copy):

@@ -203,7 +203,7 @@ class RequestParser:
         elif size == 17:
             if name.lower() == b"transfer-encoding":
                 self._te = value if self._te is None else self._te + b"," + value
-        elif size == 6 and name.lower() == b"expect":
+        elif size == 6 and name[0] in b"Ee" and name.lower() == b"expect":  # not Accept, Cookie
             self._expect = value.lower() == b"100-continue"
         headers.append((name, value))
 
@@ -221,7 +221,7 @@ class RequestParser:
         # An int operand: `b"#" in url` tries it as an int first, at ten times the cost.
         if 0x23 in url:
             raise ProtocolError(400, "fragment in the request target")
-        if url[:1] != b"/":
+        if url[0] != 0x2F:  # not origin-form: rare
             _check_target_form(parser.get_method(), url)
         self._in_head = False
         # Anything llhttp reports after this is a chunked trailer: counted against the limits,
