@@ -106,14 +106,20 @@ def reopen_files() -> None:
     handlers = {
         h for x in loggers for h in getattr(x, "handlers", ()) if isinstance(h, logging.FileHandler)
     }
+    failed = []
     for handler in handlers:
         handler.acquire()
         try:
             if handler.stream is not None:
                 handler.stream.close()
+                handler.stream = None  # if opening fails, emit() tries again
             handler.stream = handler._open()
+        except OSError as exc:
+            failed.append(exc)  # a signal handler must not raise into the serving loop
         finally:
             handler.release()
+    for exc in failed:
+        error_log.error("Could not reopen a log file on SIGUSR1: %s", exc)
 
 
 def log_access(environ: dict, exchange, duration: float) -> None:

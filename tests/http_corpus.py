@@ -138,7 +138,7 @@ REJECT: tuple[Reject, ...] = (
            "RFC 9110 §4.2.4; gunicorn valid/rfc9112_target_absolute_userinfo_01: we differ"),
     Reject("absolute-form-empty-host", target(b"GET", b"http:///x"), 400, "RFC 9110 §4.2.1"),
     Reject("absolute-form-port-too-big", target(b"GET", b"http://example.com:99999/"), 400,
-           "RFC 3986 §3.2.3; found by the fuzz test (it crashed wsgi._origin_path)"),
+           "RFC 3986 §3.2.3 (parse_url in wsgi._origin_path raised: the worker died)"),
     Reject("absolute-form-port-not-digits", target(b"GET", b"http://example.com:8o/"), 400,
            "RFC 3986 §3.2.3"),
     Reject("absolute-form-pct-host", target(b"GET", b"http://a%20b/"), 400,

@@ -1,7 +1,8 @@
 """The HTTP edge against a live server: smuggling pairs, pipelining, keep-alive, 100-continue,
 limits, and one worker that stays healthy through all of it.
 
-One server for the module, with one worker and an access log of "<pid> <request line> <status>":
+Two servers for the module (app inline, app on threads), each with one worker and an access log
+of "<pid> <request line> <status>":
 - "the smuggled request never ran" is read off the access log: each one asks for ?smuggled=...;
 - "the same worker" is its pid, before and after.
 The sans-I/O rules behind these live in tests/http_corpus.py and tests/test_http_edge.py.
@@ -27,10 +28,11 @@ SMUGGLED = b"GET /environ/?smuggled=1 HTTP/1.1\r\n" + LOCALHOST + b"\r\n"
 UPLOAD = b"POST /upload/ HTTP/1.1\r\n" + LOCALHOST
 
 
-@pytest.fixture(scope="module")
-def server(start_module_server):
+@pytest.fixture(scope="module", params=["1", "4"], ids=["inline", "threads"])
+def server(request, start_module_server):
+    """The app runs inline in the event loop, or on a pool of threads: both paths, every test."""
     return start_module_server(
-        "-w", "1", "--limit-request-body", "1000",
+        "-w", "1", "--threads", request.param, "--limit-request-body", "1000",
         "--access-logfile", "-", "--access-logformat", "%(p)s %(r)s %(s)s",
     )  # fmt: skip
 
@@ -60,18 +62,8 @@ def exchange(server, raw: bytes, responses: int) -> tuple[list[Response], bool]:
         return got, conn.is_closed(timeout=0.5)
 
 
-def smuggle_cl_te() -> bytes:
-    body = b"0\r\n\r\n" + SMUGGLED
-    return UPLOAD + b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % len(body) + body
-
-
-def smuggle_te_cl() -> bytes:
-    body = b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n"
-    return UPLOAD + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n" + body
-
-
 def smuggle_te(header_lines: bytes, length: bool = True) -> bytes:
-    """An obfuscated Transfer-Encoding, with a Content-Length for a reader that ignores it."""
+    """SMUGGLED after a chunked body's end, with a Content-Length that covers it (CL.TE)."""
     body = b"0\r\n\r\n" + SMUGGLED
     cl = b"Content-Length: %d\r\n" % len(body) if length else b""
     return UPLOAD + header_lines + cl + b"\r\n" + body
@@ -79,8 +71,10 @@ def smuggle_te(header_lines: bytes, length: bool = True) -> bytes:
 
 # (id, raw: an attack followed by SMUGGLED, the one status it gets, source)
 ATTACKS = [
-    ("cl-te", smuggle_cl_te(), 400, "RFC 9112 §6.1; CL.TE"),
-    ("te-cl", smuggle_te_cl(), 400, "RFC 9112 §6.1; TE.CL, CVE-2024-6827"),
+    ("cl-te", smuggle_te(b"Transfer-Encoding: chunked\r\n"), 400, "RFC 9112 §6.1; CL.TE"),
+    ("te-cl", UPLOAD + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+     + b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n", 400,
+     "RFC 9112 §6.1; TE.CL, CVE-2024-6827"),
     ("te-te-x-chunked", smuggle_te(b"Transfer-Encoding: xchunked\r\n"), 400, "TE.TE"),
     ("te-te-space-before-colon", smuggle_te(b"Transfer-Encoding : chunked\r\n"), 400,
      "TE.TE; RFC 9112 §5.1"),
