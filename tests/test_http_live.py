@@ -324,3 +324,17 @@ def test_django_view_error_gives_500_and_the_worker_survives(django_server):
     django_server.wait_for(r"boom from the error view", start=mark)
     assert get(django_server.port, "/hello/").body == b"Hello, world!"
     assert django_server.worker_pids() == pids
+
+
+def test_after_an_error_the_server_drains_instead_of_resetting(server):
+    """Lingering close (RFC 9112 §9.6): after the 400 the server half-closes and reads what the
+    client still sends, so the client's upload meets no reset (which could destroy the 400 on a
+    real network before the client reads it)."""
+    with connect(server) as conn:
+        conn.send(b"POST /environ HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n")
+        response = conn.read_response()
+        assert (response.status, response.header("Connection")) == (400, "close")
+        assert conn.is_closed()  # half-closed: our side sees EOF
+        for _ in range(3):  # a closed socket would answer the first with a reset, failing these
+            conn.send(b"x" * 65536)
+            time.sleep(0.05)  # the scenario: an upload still trickling in; nothing to wait on

@@ -35,7 +35,7 @@ class Load:
         port: int,
         path: str = "/hello/",
         clients: int = 4,
-        max_requests: int = 20000,
+        max_requests: int = 200_000,
         max_seconds: float = 60.0,
     ) -> None:
         self.port, self.path = port, path
@@ -71,7 +71,10 @@ class Load:
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> None:
         start = self.ok
-        assert wait_until(lambda: self.ok >= start + count, timeout), "load made no progress"
+        assert any(t.is_alive() for t in self._threads), "the load ran out of its budget"
+        assert wait_until(lambda: self.ok >= start + count, timeout), (
+            f"load made no progress; last failures: {self.failed[-5:]}"
+        )
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -56,6 +56,7 @@ class Limits:
     fields: int = 100
     field_size: int = 8190
     body: int = 0  # 0 = unlimited
+    tmp_dir: str | None = None  # where bodies over BODY_IN_MEMORY spool (None: the system's)
 
     @classmethod
     def from_config(cls, config) -> Limits:
@@ -64,6 +65,7 @@ class Limits:
             fields=config.limit_request_fields or HARD_LIMIT_FIELDS,
             field_size=config.limit_request_field_size or HARD_LIMIT_FIELD_SIZE,
             body=config.limit_request_body,
+            tmp_dir=config.worker_tmp_dir,
         )
 
 
@@ -238,7 +240,7 @@ class RequestParser:
             if self.limits.body and length > self.limits.body:
                 raise ProtocolError(413, "request body too large")
             if length > BODY_IN_MEMORY:
-                self._body = SpooledTemporaryFile(max_size=BODY_IN_MEMORY)
+                self._body = SpooledTemporaryFile(BODY_IN_MEMORY, dir=self.limits.tmp_dir)
         if self._expect and version == "1.1" and length != 0:
             self.continue_pending = True
 
@@ -250,7 +252,7 @@ class RequestParser:
         if self.limits.body and self._body_size > self.limits.body:
             raise ProtocolError(413, "request body too large")
         if self._body is None:
-            self._body = SpooledTemporaryFile(max_size=BODY_IN_MEMORY)
+            self._body = SpooledTemporaryFile(BODY_IN_MEMORY, dir=self.limits.tmp_dir)
         self._body.write(chunk)
 
     def on_message_complete(self) -> None:

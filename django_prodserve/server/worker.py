@@ -34,6 +34,8 @@ RECV_SIZE = 65536
 ACCEPT_BATCH = 64
 #: On a graceful stop, seconds a just-accepted connection gets to send its first request.
 FIRST_REQUEST_GRACE = 1.0
+#: Seconds a connection is read and drained after an error response, before it is closed.
+LINGER = 2.0
 #: Exit status of a worker whose app failed to import: the master stops instead of respawning.
 BOOT_ERROR = 3
 
@@ -298,6 +300,10 @@ class Worker:
         for conn in list(self.connections.values()):
             if conn.busy:
                 continue
+            if conn.parser is None:
+                if now - conn.last_active > LINGER:
+                    self.close(conn)
+                continue
             waiting = conn.parser.in_progress or not conn.served
             limit = request_limit if waiting else idle_limit
             if limit is not None and now - conn.last_active > limit:
@@ -360,16 +366,23 @@ class Worker:
         if not data:
             self.close(conn)
             return
+        parser = conn.parser
+        if parser is None:
+            return  # lingering after an error: discard
         conn.last_active = time.monotonic()
         if conn.preamble is not None:
             data = self.read_preamble(conn, data)
             if not data:
                 return
-        parser = conn.parser
         try:
             parser.feed(data)
         except http.ProtocolError as exc:
-            error_log.info("Bad request from %s: %s", conn.remote_addr or "unix socket", exc.reason)
+            error_log.info(
+                "Bad request from %s: %s (%d)",
+                conn.remote_addr or "unix socket",
+                exc.reason,
+                exc.status,
+            )
             self.fail(conn, exc.status)
             return
         if parser.continue_pending:
@@ -436,8 +449,16 @@ class Worker:
                     return False
                 continue
             self.current = req
-            environ = wsgi.build_environ(conn.environ_base, req, conn.remote_addr, conn.remote_port)
-            self.forwarded.apply(environ, conn.trusted)
+            try:
+                environ = wsgi.build_environ(
+                    conn.environ_base, req, conn.remote_addr, conn.remote_port
+                )
+                self.forwarded.apply(environ, conn.trusted)
+            except Exception:
+                # The parser should have refused whatever gets here; never let it kill the worker.
+                error_log.exception("Could not build the environ of %r", req.target[:200])
+                conn.send(http.error_response(400, conn.server_header))
+                return False
             if self.stopping:
                 conn.keep_alive = False
             observer = self.observer
@@ -486,12 +507,22 @@ class Worker:
                 self.close(conn)
 
     def fail(self, conn: Connection, status: int) -> None:
-        """A protocol error: the error response, then close."""
+        """A protocol error: the error response, then a lingering close (RFC 9112 §9.6).
+
+        Closing at once with the client's bytes still unread makes the kernel send a reset, which
+        can destroy our response before the client reads it. So: half-close, then read and drop
+        what still arrives, for up to LINGER seconds (see tick), before closing.
+        """
         try:
             conn.send(http.error_response(status, conn.server_header))
+            if conn.tls:
+                raise OSError("no lingering on TLS")  # shutdown() would end the TLS session
+            conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        self.close(conn)
+            self.close(conn)
+            return
+        conn.parser = None  # marks the connection as lingering
+        conn.last_active = time.monotonic()
 
     def close(self, conn: Connection) -> None:
         if self.connections.pop(conn.fd, None) is None:
@@ -531,6 +562,9 @@ class Worker:
             del self.listeners[fd]
         now = time.monotonic()
         for conn in list(self.connections.values()):
+            if conn.parser is None:
+                self.close(conn)
+                continue
             if conn.busy or conn.parser.in_progress or _has_pending(conn.sock):
                 continue
             # A client we accepted has its first request on the way: give it a moment.
