@@ -557,11 +557,13 @@ def migrate(env: dict[str, str]) -> str:
 
 
 def server_env(tmp: Path) -> dict[str, str]:
-    """Env shared by all servers: repo importable (django_prodserve) and a throwaway db."""
+    """Env shared by all servers: repo importable (django_prodserve), a throwaway db, DEBUG off."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["TESTPROJECT_DB"] = str(tmp / "db.sqlite3")
     env["PYTHONUNBUFFERED"] = "1"
+    # Production settings for every server: DEBUG off (no DEBUG-only static handler, no query log).
+    env["TESTPROJECT_DEBUG"] = "0"
     return env
 
 
