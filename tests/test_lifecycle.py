@@ -532,6 +532,27 @@ def test_threaded_worker_answers_pipelined_requests_in_order(start_server):
     assert (second.status, second.body) == (200, b"Hello, world!")
 
 
+def test_threaded_worker_survives_clients_that_leave_mid_request(start_server):
+    """A client hanging up while a pool thread serves it must not let the loop thread touch that
+    socket (epoll reports the hang-up even with no events asked for): no response reaches the
+    wrong client, and a graceful stop is not held up by a lost connection."""
+    server = start_server(LOOPBACK, "-w", "1", "--threads", "4")
+    for _ in range(3):
+        leavers = [Connection(server.host, server.port, timeout=10) for _ in range(8)]
+        for conn in leavers:
+            conn.send(SLOW_REQUEST % b"0.3")
+        for conn in leavers:
+            conn.close()
+        # New clients get the freed descriptor numbers while the threads still work.
+        for n in range(8):
+            response = fetch(server.port, f"/hello/?n={n}")
+            assert (response.status, response.body) == (200, b"Hello, world!")
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=20) == 0
+    assert time.monotonic() - started < 5
+
+
 # binding
 
 

@@ -399,8 +399,10 @@ class Worker:
                 return
         if parser.ready:
             if self.pool is not None:
+                # Out of epoll while a thread has it: even with no events asked for, epoll would
+                # report a hang-up, and this thread would race the pool thread on the socket.
                 conn.busy = True
-                self.epoll.modify(conn.fd, 0)
+                self.epoll.unregister(conn.fd)
                 self.pool.submit(self.process_threaded, conn)
             elif not self.process(conn):
                 self.close(conn)
@@ -507,7 +509,7 @@ class Worker:
             conn = self.finished.popleft()
             conn.busy = False
             if conn.keep_alive:
-                self.epoll.modify(conn.fd, EPOLLIN)
+                self.epoll.register(conn.fd, EPOLLIN)
             else:
                 self.close(conn)
 
