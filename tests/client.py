@@ -109,3 +109,15 @@ def get(port: int, path: str, headers: str = "", host: str = "127.0.0.1") -> Res
     return request(
         port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n".encode(), host=host
     )
+
+
+def unix_request(path: str, raw: bytes, timeout: float = 30.0) -> bytes:
+    """Send raw bytes over a unix socket and read until the server closes the connection."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(raw)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data

@@ -102,18 +102,23 @@ class Server:
         return code
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever is left of the tree (workers of a killed master) goes too.
+        stop_process_group(self.proc, signal.SIGINT, 5)
+
+
+def stop_process_group(proc: subprocess.Popen, sig: int, grace: float) -> None:
+    """Signal a process started with start_new_session, give it `grace` seconds, then kill
+    whatever is left of its group (the workers of a killed master, say)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
             pass
-        self.proc.wait(5)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(5)
 
 
 def children_of(pid: int) -> list[int]:

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError, SystemCheckError
 from django.test import override_settings
 
 from django_prodserve.conf import SETTINGS
-from tests.client import get
+from tests.client import get, unix_request
 from tests.conftest import MANAGE, require_tool
 
 needs_db = pytest.mark.django_db  # --check runs the migrations check, as a start does
@@ -148,13 +148,9 @@ def test_systemd_socket_activate_starts_prodserve_on_the_socket_it_hands_over(pr
         assert select.select([proc.stdout], [], [], 20)[0], "systemd-socket-activate said nothing"
         assert proc.stdout.readline().startswith(f"Listening on {path} as 3.")
         # Nothing runs prodserve yet: this connection starts it, and waits in the backlog.
-        with socket.socket(socket.AF_UNIX) as client:
-            client.settimeout(30)
-            client.connect(str(path))
-            client.sendall(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := client.recv(65536):
-                data += chunk
+        data = unix_request(
+            path, b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
         assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"Hello, world!")
     finally:
         proc.send_signal(signal.SIGTERM)

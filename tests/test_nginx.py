@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.client import Connection, get
-from tests.conftest import ROOT, require_tool, wait_until
+from tests.conftest import ROOT, require_tool, stop_process_group, wait_until
 from tests.test_operations import Load
 
 RECIPE_DOC = ROOT / "docs" / "deploy-nginx.md"
@@ -115,17 +115,7 @@ http {{
         return path.read_text() if path.exists() else "(no error log)"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(5)
+        stop_process_group(self.proc, signal.SIGTERM, 10)
 
 
 @pytest.fixture

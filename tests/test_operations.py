@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.client import Connection, get
+from tests.client import Connection, get, unix_request
 from tests.conftest import MANAGE, children_of, pid_alive, wait_until
 
 
@@ -250,13 +250,9 @@ def test_unix_socket_honours_umask(start_server, tmp_path):
     server = start_server("-b", f"unix:{path}", "-m", "077", ready=False)
     server.wait_for(r"Ready: 2 worker")
     assert stat.S_IMODE(path.stat().st_mode) == 0o700
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(str(path))
-        sock.sendall(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    data = unix_request(
+        path, b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
     assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"Hello, world!")
     assert server.proc.poll() is None
 
