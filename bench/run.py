@@ -12,6 +12,12 @@ Usage (from anywhere; paths are resolved relative to this file):
     python bench/run.py --servers prodserve,prodserve-t4,gunicorn,granian,waitress \
         --workloads bare,django,json,db,bare-close,django-close
     python bench/run.py --quick --guard 1.5  # CI: exit 1 if prodserve burns >1.5x granian CPU
+    python bench/run.py --servers prodserve,prodserve-preload,gunicorn \
+        --workloads post-1mb,download-100mb,slow-clients --output /tmp/bench-extra.md
+
+Opt-in workloads: post-1mb (1 MiB POST bodies, MB/s), download-100mb (sendfile-able 100 MB
+responses, CPU ms per MB), slow-clients (throughput kept while 1000 half-sent requests are held
+open). Every cell also reports the workers' RSS and USS after the measured run.
 
 Stdlib only; needs `wrk` on PATH. matplotlib is optional (adds results.png).
 """
@@ -22,6 +28,7 @@ import argparse
 import atexit
 import contextlib
 import datetime
+import errno
 import http.client
 import importlib.metadata
 import importlib.util
@@ -29,6 +36,7 @@ import os
 import platform
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -65,11 +73,27 @@ class Workload:
     settings: str  # DJANGO_SETTINGS_MODULE, which is how prodserve picks its WSGI app
     headers: tuple[str, ...] = ()
     needs_db: bool = False
+    lua: str = ""  # wrk -s script body, written to a temp file (e.g. to POST a request body)
+    connections: int = 0  # overrides --connections when set (big responses want few clients)
+    wrk_extra: tuple[str, ...] = ()  # extra wrk flags, e.g. a longer --timeout
+    mb_per_request: float = 0.0  # MiB of body per request, to report MB/s and CPU per MB
+    slow_clients: int = 0  # half-sent requests held open during a second measured run
 
 
 BARE = ("testproject.bare:application", "testproject.settings_bare")
 DJANGO = ("testproject.wsgi:application", "testproject.settings")
 CLOSE = ("Connection: close",)
+MIB = 1 << 20
+# wrk builds Content-Length from wrk.body; a fixed body keeps the script free of per-request work.
+POST_1MB_LUA = f"""wrk.method = "POST"
+wrk.body = string.rep("x", {MIB})
+wrk.headers["Content-Type"] = "application/octet-stream"
+"""
+SLOW_CLIENTS = 1000
+# A request line and Host header without the final blank line: the server must hold the
+# connection waiting for the rest, which is what a slowloris client or a bad mobile link does.
+SLOW_REQUEST = b"GET /hello/ HTTP/1.1\r\nHost: x\r\n"
+SLOW_CONNECT_TIMEOUT = 10.0  # total seconds to get the slow clients connected, then go on
 WORKLOADS = {
     w.name: w
     for w in (
@@ -79,6 +103,17 @@ WORKLOADS = {
         Workload("db", "/db/", *DJANGO, needs_db=True),
         Workload("bare-close", "/", *BARE, headers=CLOSE),
         Workload("django-close", "/hello/", *DJANGO, headers=CLOSE),
+        # Opt-in workloads (not in the defaults): request bodies, big files, slow clients.
+        Workload("post-1mb", "/upload/", *DJANGO, lua=POST_1MB_LUA, mb_per_request=1.0),
+        Workload(
+            "download-100mb",
+            "/download/?mb=100",
+            *DJANGO,
+            connections=4,
+            wrk_extra=("--timeout", "30s"),
+            mb_per_request=100.0,
+        ),
+        Workload("slow-clients", "/hello/", *DJANGO, slow_clients=SLOW_CLIENTS),
     )
 }
 
@@ -97,10 +132,11 @@ class Server:
     clean_exits: frozenset[int] = frozenset({0})
 
 
-def _prodserve(threads: int) -> Callable[[int, Workload], list[str]]:
+def _prodserve(threads: int, preload: bool = False) -> Callable[[int, Workload], list[str]]:
     """prodserve picks its app from DJANGO_SETTINGS_MODULE, so argv ignores the workload."""
 
     def argv(port: int, _w: Workload) -> list[str]:
+        extra = ["--preload"] if preload else []
         return [
             sys.executable,
             "testproject/manage.py",
@@ -111,6 +147,7 @@ def _prodserve(threads: int) -> Callable[[int, Workload], list[str]]:
             "--threads",
             str(threads),
             "--skip-checks",
+            *extra,
         ]
 
     return argv
@@ -174,6 +211,13 @@ SERVERS = {
     for s in (
         Server("prodserve", "django", _prodserve(1), REPO, "2 workers x 1 thread"),
         Server("prodserve-t4", "django", _prodserve(4), REPO, "2 workers x 4 threads"),
+        Server(
+            "prodserve-preload",
+            "django",
+            _prodserve(1, preload=True),
+            REPO,
+            "2 workers x 1 thread, --preload (app imported before fork)",
+        ),
         Server("gunicorn", "gunicorn", _gunicorn, REPO, "2 sync workers"),
         Server("granian", "granian", _granian, REPO, "2 workers, WSGI interface"),
         Server(
@@ -201,6 +245,13 @@ class Result:
     problems: str = ""
     background_cores: float = 0.0  # CPU used by neither server nor wrk during the run
     error: str = ""
+    mb_per_s: float = 0.0  # body MiB/s, for workloads with mb_per_request
+    cpu_ms_per_mb: float = 0.0
+    baseline_rps: float = 0.0  # slow-clients: same server, same run, without slow clients
+    slow_opened: int = 0  # slow-clients: how many of SLOW_CLIENTS actually connected
+    workers: int = 0  # processes the memory numbers are summed over
+    rss_mb: float = 0.0
+    uss_mb: float = 0.0
 
 
 # --------------------------------------------------------------------------- processes
@@ -235,21 +286,59 @@ def read_proc_table() -> dict[int, ProcStat]:
     return table
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds used so far by `root` and all its descendants (master + workers)."""
-    table = read_proc_table()
+def process_tree(root: int, table: dict[int, ProcStat]) -> list[int]:
+    """`root` and all its descendants that are in `table`, root first."""
     children: dict[int, list[int]] = {}
     for pid, st in table.items():
         children.setdefault(st.ppid, []).append(pid)
-    total, stack, seen = 0, [root], set()
+    found, stack, seen = [], [root], set()
     while stack:
         pid = stack.pop()
         if pid in seen or pid not in table:
             continue
         seen.add(pid)
-        total += table[pid].cpu_ticks
+        found.append(pid)
         stack.extend(children.get(pid, ()))
-    return total / CLK_TCK
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by `root` and all its descendants (master + workers)."""
+    table = read_proc_table()
+    return sum(table[pid].cpu_ticks for pid in process_tree(root, table)) / CLK_TCK
+
+
+def smaps_kb(pid: int) -> tuple[int, int]:
+    """(RSS, USS) in kB from /proc/PID/smaps_rollup; USS = Private_Clean + Private_Dirty.
+
+    RSS double-counts pages a worker shares with the master (what --preload is for); USS is what
+    killing that one process would give back, so it is the number that sizes a worker.
+    """
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            fields[key] = int(parts[0])
+    return fields.get("Rss", 0), fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+
+
+def worker_memory(root: int) -> tuple[int, float, float]:
+    """(processes, RSS MiB, USS MiB) summed over the live processes below the master.
+
+    A server without worker processes (waitress) is measured as the master itself.
+    """
+    table = read_proc_table()
+    tree = [pid for pid in process_tree(root, table) if table[pid].state != "Z"]
+    pids = [pid for pid in tree if pid != root] or tree
+    count, rss, uss = 0, 0, 0
+    for pid in pids:
+        try:
+            r, u = smaps_kb(pid)
+        except OSError:  # exited (or a kernel without smaps_rollup): leave it out
+            continue
+        count, rss, uss = count + 1, rss + r, uss + u
+    return count, rss / 1024, uss / 1024
 
 
 def machine_busy_seconds() -> float:
@@ -426,24 +515,100 @@ def parse_wrk(text: str) -> WrkRun:
     )
 
 
-def wrk_argv(url: str, seconds: int, connections: int, headers: Iterable[str]) -> list[str]:
+def wrk_argv(
+    url: str,
+    seconds: int,
+    connections: int,
+    headers: Iterable[str],
+    script: Path | None = None,
+    extra: Iterable[str] = (),
+) -> list[str]:
     """One wrk thread: the client already takes a core of our 2, more threads only add noise."""
     argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
     for h in headers:
         argv += ["-H", h]
-    return [*argv, url]
+    if script is not None:
+        argv += ["-s", str(script)]
+    return [*argv, *extra, url]
 
 
-def run_wrk(url: str, seconds: int, connections: int, headers: Iterable[str]) -> WrkRun:
+def run_wrk(
+    url: str,
+    seconds: int,
+    connections: int,
+    headers: Iterable[str],
+    script: Path | None = None,
+    extra: Iterable[str] = (),
+) -> WrkRun:
     """Run wrk with a hard timeout so a wedged server cannot hang the harness."""
     out = subprocess.run(
-        wrk_argv(url, seconds, connections, headers),
+        wrk_argv(url, seconds, connections, headers, script, extra),
         capture_output=True,
         text=True,
         timeout=seconds + WRK_GRACE,
         check=True,
     )
     return parse_wrk(out.stdout)
+
+
+# --------------------------------------------------------------------------- slow clients
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (capped by the hard limit); returns it.
+
+    Done before servers start so they inherit it too: a server must not lose the slow-clients
+    test just because the harness's shell had a 1024 limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft
+
+
+def open_slow_clients(port: int, count: int, socks: list[socket.socket]) -> int:
+    """Connect up to `count` loopback sockets and send each a half request; returns how many.
+
+    Every socket goes into the caller's `socks` as soon as it exists so the caller's `finally`
+    closes it whatever happens. Connects are non-blocking with one overall deadline: a server
+    whose accept queue is full leaves connects pending, and that must cost seconds, not hang.
+    """
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY:
+        count = min(count, soft - 64)  # keep a few fds for logs, probes and pipes
+    deadline = time.monotonic() + SLOW_CONNECT_TIMEOUT
+    opened = 0
+    with selectors.DefaultSelector() as sel:
+        for _ in range(count):
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            except OSError:  # EMFILE/ENFILE: go on with what we have
+                break
+            socks.append(sock)
+            sock.setblocking(False)
+            if sock.connect_ex(("127.0.0.1", port)) in (0, errno.EINPROGRESS):
+                sel.register(sock, selectors.EVENT_WRITE)
+        while sel.get_map() and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(timeout=left):
+                sock = key.fileobj
+                sel.unregister(sock)
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                    continue
+                with contextlib.suppress(OSError):
+                    sock.send(SLOW_REQUEST)  # a few bytes into an empty buffer: never blocks
+                    opened += 1
+    return opened
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    """Close every slow client; RST-free close is fine, the server just sees EOF."""
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.close()
+    socks.clear()
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -475,8 +640,11 @@ def bench_one(
     """Start, warm up, measure, stop. Always stops the server; returns the result and notes."""
     tag = f"{server.name}/{workload.name}"
     port = free_port()
-    url = f"http://127.0.0.1:{port}{workload.path}"
     log = logdir / f"{server.name}-{workload.name}.log"
+    script = None
+    if workload.lua:
+        script = logdir / f"{workload.name}.lua"
+        script.write_text(workload.lua)
     notes: list[str] = []
     progress(f"[{tag}] starting on port {port}")
     proc = start_server(server, workload, port, env, log)
@@ -485,7 +653,7 @@ def bench_one(
         if error:
             progress(f"[{tag}] FAILED: {error}\n{log_tail(log)}")
             return Result(server.name, workload.name, error=error), notes
-        result = measure(server.name, workload, proc, url, plan)
+        result = measure(server.name, workload, proc, port, plan, script)
     except (subprocess.SubprocessError, ValueError, OSError) as exc:
         progress(f"[{tag}] FAILED: {exc}\n{log_tail(log)}")
         return Result(server.name, workload.name, error=str(exc).splitlines()[0]), notes
@@ -497,8 +665,14 @@ def bench_one(
         f"[{tag}] {result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, "
         f"p99 {result.p99_ms:.2f} ms, {result.cpu_us_per_req:.1f} CPU us/req"
     )
+    progress(f"[{tag}] {extra_summary(result)}")
     if result.problems:
         notes.append(f"{tag}: {result.problems}")
+    if workload.slow_clients and result.slow_opened < workload.slow_clients:
+        notes.append(
+            f"{tag}: only {result.slow_opened} of {workload.slow_clients} slow clients got "
+            f"connected within {SLOW_CONNECT_TIMEOUT:.0f}s"
+        )
     if result.background_cores > BACKGROUND_NOTE_CORES:
         notes.append(
             f"{tag}: other processes used {result.background_cores:.2f} cores during the run; "
@@ -507,34 +681,92 @@ def bench_one(
     return result, notes
 
 
-def measure(name: str, workload: Workload, proc: subprocess.Popen, url: str, plan: Plan) -> Result:
-    """Warmup, then wrk bracketed by CPU samples of the server tree, wrk and the machine.
+def extra_summary(r: Result) -> str:
+    """One progress line with the workload-specific numbers (memory always)."""
+    parts = [f"{r.workers} worker procs: RSS {r.rss_mb:.1f} MB, USS {r.uss_mb:.1f} MB"]
+    if r.mb_per_s:
+        parts.append(f"{r.mb_per_s:.1f} MB/s, {r.cpu_ms_per_mb:.2f} CPU ms/MB")
+    if r.slow_opened or r.baseline_rps:
+        parts.append(
+            f"{r.slow_opened} slow clients: {r.rps:.0f} vs {r.baseline_rps:.0f} req/s "
+            f"({slow_pct(r):.0f}%)"
+        )
+    return "; ".join(parts)
+
+
+def slow_pct(r: Result) -> float:
+    """Throughput kept with slow clients, as % of the same server's run without them."""
+    return 100.0 * r.rps / r.baseline_rps if r.baseline_rps else 0.0
+
+
+def measured_run(
+    name: str, workload: Workload, proc: subprocess.Popen, wrk: Callable[[int], WrkRun], plan: Plan
+) -> Result:
+    """One wrk run bracketed by CPU samples of the server tree, wrk and the machine.
 
     The machine-wide sample exposes CPU taken by unrelated processes, which on a small shared
     box silently skews req/s and latency.
     """
-    if plan.warmup:
-        run_wrk(url, plan.warmup, plan.connections, workload.headers)
     server0 = tree_cpu_seconds(proc.pid)
     wrk0 = children_cpu_seconds()
     busy0 = machine_busy_seconds()
     start = time.monotonic()
-    run = run_wrk(url, plan.duration, plan.connections, workload.headers)
+    run = wrk(plan.duration)
     server_cpu = tree_cpu_seconds(proc.pid) - server0
     other_cpu = machine_busy_seconds() - busy0 - server_cpu - (children_cpu_seconds() - wrk0)
     elapsed = time.monotonic() - start
-    if run.requests == 0:
-        raise ValueError("wrk completed 0 requests")
     return Result(
         server=name,
         workload=workload.name,
         rps=run.rps,
         p50_ms=run.p50_ms,
         p99_ms=run.p99_ms,
-        cpu_us_per_req=server_cpu * 1e6 / run.requests,
+        cpu_us_per_req=server_cpu * 1e6 / run.requests if run.requests else 0.0,
         problems=run.problems,
         background_cores=max(other_cpu, 0.0) / elapsed,
     )
+
+
+def measure(
+    name: str,
+    workload: Workload,
+    proc: subprocess.Popen,
+    port: int,
+    plan: Plan,
+    script: Path | None = None,
+) -> Result:
+    """Warmup, measured run(s), then per-workload extras and the workers' memory.
+
+    slow-clients measures twice on the same server: once plain (the baseline) and once with
+    the slow clients held open, so the % kept does not mix up two server boots.
+    """
+    url = f"http://127.0.0.1:{port}{workload.path}"
+    connections = workload.connections or plan.connections
+
+    def wrk(seconds: int) -> WrkRun:
+        return run_wrk(url, seconds, connections, workload.headers, script, workload.wrk_extra)
+
+    if plan.warmup:
+        wrk(plan.warmup)
+    result = measured_run(name, workload, proc, wrk, plan)
+    if result.rps == 0:
+        raise ValueError("wrk completed 0 requests")
+    if workload.slow_clients:
+        baseline = result
+        socks: list[socket.socket] = []
+        try:
+            opened = open_slow_clients(port, workload.slow_clients, socks)
+            progress(f"[{name}/{workload.name}] {opened} slow clients connected")
+            result = measured_run(name, workload, proc, wrk, plan)
+        finally:
+            close_all(socks)
+        result.baseline_rps, result.slow_opened = baseline.rps, opened
+    if workload.mb_per_request:
+        # CPU / (requests x MB per request), in ms: the per-request figure scaled down.
+        result.mb_per_s = result.rps * workload.mb_per_request
+        result.cpu_ms_per_mb = result.cpu_us_per_req / 1000 / workload.mb_per_request
+    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
+    return result
 
 
 def migrate(env: dict[str, str]) -> str:
@@ -562,6 +794,9 @@ def server_env(tmp: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["TESTPROJECT_DB"] = str(tmp / "db.sqlite3")
     env["PYTHONUNBUFFERED"] = "1"
+    # The demo /download/ view writes its N MB file with tempfile in each worker; keep those
+    # inside our temp dir so they are deleted with it instead of piling up in /tmp.
+    env["TMPDIR"] = str(tmp)
     # Production settings for every server: DEBUG off (no DEBUG-only static handler, no query log).
     env["TESTPROJECT_DEBUG"] = "0"
     return env
@@ -575,6 +810,11 @@ def run_plan(plan: Plan) -> tuple[list[Result], list[str]]:
         tmp = Path(tmpname)
         env = server_env(tmp)
         workloads = [WORKLOADS[w] for w in plan.workloads]
+        slow = max((w.slow_clients for w in workloads), default=0)
+        if slow:
+            limit = raise_nofile(slow + 1024)
+            if limit != resource.RLIM_INFINITY and limit < slow + 64:
+                notes.append(f"RLIMIT_NOFILE is {limit}: fewer than {slow} slow clients possible")
         if any(w.needs_db for w in workloads):
             error = migrate(env)
             if error:
@@ -634,11 +874,65 @@ def fmt_table(results: list[Result]) -> list[str]:
     for r in results:
         if r.error:
             lines.append(f"| {r.server} | {r.workload} | failed | - | - | - |")
+        elif r.rps == 0:  # only slow-clients may end at 0 req/s: no latency or CPU to show
+            lines.append(f"| {r.server} | {r.workload} | 0 | - | - | - |")
         else:
             lines.append(
                 f"| {r.server} | {r.workload} | {r.rps:,.0f} | {r.p50_ms:.2f} ms "
                 f"| {r.p99_ms:.2f} ms | {r.cpu_us_per_req:.1f} |"
             )
+    return lines
+
+
+def fmt_transfer(results: list[Result]) -> list[str]:
+    """Bulk-body workloads: bytes moved and CPU per MB matter there, not per-request cost."""
+    rows = [r for r in results if not r.error and r.mb_per_s]
+    if not rows:
+        return []
+    lines = [
+        "| server | workload | connections | req/s | MB/s | CPU µs/req | CPU ms/MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        conns = WORKLOADS[r.workload].connections or "default"
+        lines.append(
+            f"| {r.server} | {r.workload} | {conns} | {r.rps:,.1f} | {r.mb_per_s:,.1f} "
+            f"| {r.cpu_us_per_req:,.0f} | {r.cpu_ms_per_mb:.2f} |"
+        )
+    return lines
+
+
+def fmt_slow(results: list[Result]) -> list[str]:
+    """Slow-clients: throughput kept while half-sent requests hold connections open."""
+    rows = [r for r in results if not r.error and (r.baseline_rps or r.slow_opened)]
+    if not rows:
+        return []
+    lines = [
+        "| server | slow clients connected | req/s without | req/s with | kept | p99 with |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        p99 = f"{r.p99_ms:.2f} ms" if r.rps else "-"
+        lines.append(
+            f"| {r.server} | {r.slow_opened} | {r.baseline_rps:,.0f} | {r.rps:,.0f} "
+            f"| {slow_pct(r):.0f}% | {p99} |"
+        )
+    return lines
+
+
+def fmt_memory(results: list[Result]) -> list[str]:
+    """Worker memory after each measured run (RSS counts shared pages, USS does not)."""
+    rows = [r for r in results if not r.error and r.workers]
+    if not rows:
+        return []
+    lines = [
+        "| server | workload | processes | RSS MB | USS MB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.server} | {r.workload} | {r.workers} | {r.rss_mb:.1f} | {r.uss_mb:.1f} |"
+        )
     return lines
 
 
@@ -659,7 +953,7 @@ def fmt_ratios(results: list[Result], plan: Plan) -> list[str]:
         for mine in ours:
             for other in theirs:
                 a, b = lookup(results, mine, workload), lookup(results, other, workload)
-                if a and b and b.cpu_us_per_req > 0:
+                if a and b and a.cpu_us_per_req > 0 and b.cpu_us_per_req > 0:
                     lines.append(
                         f"- {mine}/{other} CPU per request on {workload}: "
                         f"{a.cpu_us_per_req / b.cpu_us_per_req:.2f} "
@@ -712,6 +1006,43 @@ def render(results: list[Result], notes: list[str], plan: Plan) -> str:
         "",
     ]
     body = [*fmt_table(results), ""]
+    transfer = fmt_transfer(results)
+    if transfer:
+        body += [
+            "## Bulk transfer",
+            "",
+            "MB = 2^20 bytes of body per request (post-1mb: request body, echoed back; "
+            "download-100mb: response body). CPU ms/MB = server CPU / (requests × MB). "
+            'post-1mb runs wrk with `-s` and a script setting wrk.method = "POST" and '
+            "wrk.body to 1 MiB; download-100mb uses `-c 4 --timeout 30s`.",
+            "",
+            *transfer,
+            "",
+        ]
+    slow = fmt_slow(results)
+    if slow:
+        body += [
+            "## Slow clients",
+            "",
+            f"Same server, one boot: a measured run, then {SLOW_CLIENTS} loopback connections "
+            "each holding a request without its final CRLF, then a second measured run; kept = "
+            "req/s with / req/s without.",
+            "",
+            *slow,
+            "",
+        ]
+    memory = fmt_memory(results)
+    if memory:
+        body += [
+            "## Worker memory",
+            "",
+            "Summed over the processes below the master (the master itself when there are "
+            "none), read from /proc/PID/smaps_rollup right after the measured run. "
+            "USS = Private_Clean + Private_Dirty.",
+            "",
+            *memory,
+            "",
+        ]
     ratios = fmt_ratios(results, plan)
     if ratios:
         body += ["## Ratios (prodserve / other)", "", *ratios, ""]
