@@ -29,7 +29,6 @@ from .heartbeat import Heartbeat
 error_log = logging.getLogger("django_prodserve.error")
 
 EPOLLIN = select.EPOLLIN
-EPOLLERR_HUP = select.EPOLLERR | select.EPOLLHUP
 RECV_SIZE = 65536
 #: Clients accepted per wakeup. One, like nginx without multi_accept: with EPOLLEXCLUSIVE the
 #: kernel wakes one worker per readiness, so a burst of connections spreads over the workers
