@@ -110,23 +110,31 @@ def url_path(value: Any) -> str | None:
     raise Invalid(f"must be a URL path starting with '/', such as '/-/health', not {value!r}")
 
 
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """A list of strings, or one comma-separated string (as the environment gives it); None if
+    the value is neither, so each converter can say what it expected."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
+
+
 def networks(value: Any) -> tuple[str, ...]:
     """Trusted peers: IPs or CIDR networks (list, or comma-separated string); '*' trusts all."""
     import ipaddress
 
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",") if part.strip()]
-    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        items = [item.strip() for item in value]
-    else:
+    items = _strings(value)
+    if items is None:
         raise Invalid(f"must be a list of IP addresses or networks, or '*', not {value!r}")
+    items = tuple(item.strip() for item in items)
     for item in items:
         if item != "*":
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise Invalid(f"{item!r} is not an IP address or network (CIDR)") from None
-    return tuple(items)
+    return items
 
 
 def header_values(value: Any) -> dict[str, str]:
@@ -161,11 +169,8 @@ def choice(*options: str) -> Callable[[Any], str]:
 
 def bind_list(value: Any) -> tuple[str, ...]:
     """Addresses to listen on: a list, or one string (comma-separated in the environment)."""
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",") if part.strip()]
-    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        items = list(value)
-    else:
+    items = _strings(value)
+    if items is None:
         raise Invalid(f"must be a list of addresses such as ['127.0.0.1:8000'], not {value!r}")
     if not items:
         raise Invalid("must name at least one address, such as '127.0.0.1:8000'")
@@ -174,16 +179,15 @@ def bind_list(value: Any) -> tuple[str, ...]:
             parse_bind(item)
         except ValueError as exc:
             raise Invalid(str(exc)) from None
-    return tuple(items)
+    return items
 
 
 def string_list(value: Any) -> tuple[str, ...]:
     """Strings such as paths: a list, or one string (comma-separated in the environment)."""
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    raise Invalid(f"must be a list of strings, not {value!r}")
+    items = _strings(value)
+    if items is None:
+        raise Invalid(f"must be a list of strings, not {value!r}")
+    return items
 
 
 def access_format(value: Any) -> str:
