@@ -19,7 +19,7 @@ from ..logs import reopen_files
 from ..metrics import with_master_metrics
 from .heartbeat import Heartbeat
 from .hooks import Hooks
-from .worker import BOOT_ERROR, Worker
+from .worker import BOOT_ERROR, Worker, send_signal
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -229,11 +229,11 @@ class Master:
 
     def stop_worker(self, worker: WorkerProcess, sig: int) -> None:
         worker.stopping = True
-        _kill(worker.pid, sig)
+        send_signal(worker.pid, sig)
 
     def kill_all(self, sig: int) -> None:
         for pid in list(self.workers):
-            _kill(pid, sig)
+            send_signal(pid, sig)
 
     def trim(self) -> None:
         """Stop the oldest workers beyond the wanted number."""
@@ -318,7 +318,7 @@ class Master:
         for worker in list(self.workers.values()):
             if worker.aborted_at is not None:
                 if now - worker.aborted_at > ABORT_GRACE:
-                    _kill(worker.pid, signal.SIGKILL)
+                    send_signal(worker.pid, signal.SIGKILL)
                 continue
             silent = now - self.heartbeat.last(worker.slot)
             if silent > timeout:
@@ -330,7 +330,7 @@ class Master:
                 )
                 worker.aborted_at = now
                 worker.stopping = True
-                _kill(worker.pid, signal.SIGABRT)
+                send_signal(worker.pid, signal.SIGABRT)
 
     # zero-downtime upgrade (SIGUSR2)
 
@@ -409,10 +409,3 @@ def notify_systemd(message: bytes) -> None:
 
 def _noop(signum, frame) -> None:
     """Signals are read from the wakeup fd; the handler only has to exist."""
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

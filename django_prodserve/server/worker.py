@@ -320,7 +320,7 @@ class Worker:
         error_log.info("Worker %d %s: recycling", os.getpid(), reason)
         self.stopping = True
         self.heartbeat.retire(self.slot)
-        _kill(self.master_pid, signal.SIGCHLD)  # wakes the master to read the flag now
+        send_signal(self.master_pid, signal.SIGCHLD)  # wakes the master to read the flag now
 
     def accept(self, listener: Listener) -> int:
         """Accept up to ACCEPT_BATCH clients; returns how many."""
@@ -628,7 +628,8 @@ def drop_privileges(user: str | None, group: str | None) -> None:
         os.setuid(entry.pw_uid)
 
 
-def _kill(pid: int, sig: int) -> None:
+def send_signal(pid: int, sig: int) -> None:
+    """os.kill that shrugs at a process already gone (the master's and the workers')."""
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
