@@ -76,7 +76,9 @@ def test_known_llhttp_leniencies(case):
 @pytest.mark.parametrize("case", ACCEPT, ids=lambda case: case.id)
 def test_every_accepted_request_makes_a_wsgi_environ(case):
     for req in feed(case.raw).ready:
-        environ = wsgi.build_environ(wsgi.base_environ("h", "80", False, True), req, "::1", "1")
+        environ = wsgi.build_environ(
+            wsgi.connection_environ(wsgi.base_environ("h", "80", False, True), "::1", "1"), req
+        )
         assert environ["PATH_INFO"].startswith(("/", "*"))
 
 
@@ -91,7 +93,9 @@ def test_every_accepted_request_makes_a_wsgi_environ(case):
 def test_absolute_form_authority_replaces_the_host_header(target, host, path):
     raw = b"GET " + target + b" HTTP/1.1\r\nHost: evil.example.net\r\n\r\n"
     [req] = feed(raw).ready
-    environ = wsgi.build_environ(wsgi.base_environ("h", "80", False, True), req, "::1", "1")
+    environ = wsgi.build_environ(
+        wsgi.connection_environ(wsgi.base_environ("h", "80", False, True), "::1", "1"), req
+    )
     assert (environ["HTTP_HOST"], environ["PATH_INFO"]) == (host, path)
 
 
@@ -199,7 +203,9 @@ def outcome(raw: bytes, pieces: list[int] | None = None):
     except ProtocolError as exc:
         return exc.status
     for req in parser.ready:
-        wsgi.build_environ(wsgi.base_environ("h", "80", False, True), req, "::1", "1")
+        wsgi.build_environ(
+            wsgi.connection_environ(wsgi.base_environ("h", "80", False, True), "::1", "1"), req
+        )
     return requests_of(parser), parser.in_progress
 
 

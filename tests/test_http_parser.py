@@ -120,7 +120,7 @@ def test_an_endless_header_line_is_cut_off_before_it_completes():
 
 
 def test_error_response_is_complete_and_closes():
-    raw = error_response(431, b"Server: prodserve\r\n")
+    raw = error_response(431)
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert b"\r\nConnection: close" in head

@@ -89,6 +89,36 @@ class RequestParser:
     After a request whose keep_alive is False, further bytes are ignored (RFC 9112 §9.6).
     """
 
+    # Slots: llhttp calls back into these methods several times per request, and slot access
+    # is the interpreter's fastest attribute path.
+    __slots__ = (
+        "limits",
+        "ready",
+        "continue_pending",
+        "in_progress",
+        "version",
+        "_parser",
+        "_max_line",
+        "_max_fields",
+        "_max_field_size",
+        "_max_head",
+        "_url",
+        "_headers",
+        "_request_headers",
+        "_hosts",
+        "_head_bytes",
+        "_in_head",
+        "_version",
+        "_framing",
+        "_length",
+        "_te",
+        "_expect",
+        "_body",
+        "_body_size",
+        "_chunks",
+        "_wire",
+    )
+
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.ready: deque[Request] = deque()
@@ -107,26 +137,39 @@ class RequestParser:
         self._max_fields = limits.fields
         self._max_field_size = limits.field_size
         self._max_head = limits.request_line + limits.fields * (limits.field_size + 4) + 4
-        self._reset()
-
-    def _reset(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._hosts = 0
+        self._head_bytes = 0
+        self._in_head = True
+        self.in_progress = False
+        self._version: str | None = None  # the request line's version, when feed() saw it
+        self._reset_framing()
+
+    def _reset_framing(self) -> None:
+        """What only requests with a body or Expect use: reset only after one of those."""
+        self._framing = False
         self._length: int | None = None
         self._te: bytes | None = None
         self._expect = False
         self._body = None
         self._body_size = 0
-        self._head_bytes = 0
-        self._in_head = True
-        self.in_progress = False
 
     def feed(self, data: bytes) -> None:
         """Parse more bytes. Raises ProtocolError; after one, the parser is unusable."""
         if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._max_head:
+            head_bytes = self._head_bytes
+            if not head_bytes and not self.in_progress:
+                # A read that starts a request: llhttp only reports the version as a formatted
+                # string (~0.5 µs), so read it here, where the request line ends; strict
+                # llhttp fails the request if the line is not "... HTTP/d.d" CRLF anyway.
+                end = data.find(b"\r\n")
+                version = data[end - 8 : end]
+                self._version = (
+                    "1.1" if version == b"HTTP/1.1" else "1.0" if version == b"HTTP/1.0" else None
+                )
+            self._head_bytes = head_bytes = head_bytes + len(data)
+            if head_bytes > self._max_head:
                 raise ProtocolError(431, "request head too large")
         elif self._te is not None:
             self._count_chunk_framing(len(data))
@@ -203,16 +246,24 @@ class RequestParser:
         elif size == 14:
             if name.lower() == b"content-length":
                 self._length = int(value)  # llhttp has checked: digits, and only one
+                self._framing = True
         elif size == 17:
             if name.lower() == b"transfer-encoding":
                 self._te = value if self._te is None else self._te + b"," + value
+                self._framing = True
         elif size == 6 and name[0] in b"Ee" and name.lower() == b"expect":  # not Accept, Cookie
             self._expect = value.lower() == b"100-continue"
+            self._framing = True
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        self.version = version = parser.get_http_version()
+        version = self._version
+        if version is None:
+            version = parser.get_http_version()
+        else:
+            self._version = None
+        self.version = version
         if version != "1.1" and version != "1.0":
             raise ProtocolError(505, f"HTTP version {version} not supported")
         # RFC 9112 §3.2: HTTP/1.1 needs exactly one Host, any version at most one (and on_header
@@ -231,6 +282,11 @@ class RequestParser:
         # never merged into the request's headers (a trailer must not pose as a header).
         self._request_headers = self._headers
         self._headers = []
+        if self._framing:
+            self._head_framing(version)
+
+    def _head_framing(self, version: str) -> None:
+        """Body framing and Expect, checked once the head is complete."""
         if self._te is not None:
             _check_transfer_encoding(self._te, version)
             self._chunks = 0
@@ -256,11 +312,13 @@ class RequestParser:
         self._body.write(chunk)
 
     def on_message_complete(self) -> None:
-        body = self._body
-        if body is None:
-            body = EMPTY_BODY
-        else:
-            body.seek(0)
+        body = EMPTY_BODY
+        if self._framing:
+            if self._body is not None:
+                body = self._body
+                body.seek(0)
+            self._reset_framing()
+            self.continue_pending = False
         parser = self._parser
         method = parser.get_method()
         version = self.version
@@ -275,8 +333,11 @@ class RequestParser:
                 keep_alive,
             )
         )
-        self.continue_pending = False
-        self._reset()
+        self._url = b""
+        self._hosts = 0
+        self._head_bytes = 0
+        self._in_head = True
+        self.in_progress = False
         if not keep_alive or version == "1.0":
             self._end_if_closing(keep_alive)
 
@@ -424,27 +485,41 @@ def status_line(status: str) -> bytes:
 
 
 _STATUS_LINES: dict[str, bytes] = {}
-_date_cache = [0, b""]
+SERVER_HEADER = b"Server: prodserve\r\n"
+# [the second it is for, the Date line, the Date and Server lines]
+_date = [0.0, b"", b""]
 
 
 def date_header() -> bytes:
     """b'Date: <RFC 9110 IMF-fixdate>\\r\\n', recomputed at most once a second."""
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[0] = now
-        _date_cache[1] = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-    return _date_cache[1]
+    now = time.time()
+    if not _date[0] <= now < _date[0] + 1.0:  # a new second, or the clock was set back
+        _new_second(now)
+    return _date[1]
 
 
-def error_response(status: int, server: bytes) -> bytes:
+def date_and_server() -> bytes:
+    """Our Date and Server header lines, as one: what most responses carry."""
+    now = time.time()
+    if not _date[0] <= now < _date[0] + 1.0:
+        _new_second(now)
+    return _date[2]
+
+
+def _new_second(now: float) -> None:
+    second = int(now)
+    line = b"Date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+    _date[:] = [float(second), line, line + SERVER_HEADER]
+
+
+def error_response(status: int) -> bytes:
     """A complete short plain-text response that closes the connection."""
     phrase = HTTPStatus(status).phrase
     body = f"{status} {phrase}\n".encode("ascii")
     return b"".join(
         (
             status_line(f"{status} {phrase}"),
-            date_header(),
-            server,
+            date_and_server(),
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
             b"Connection: close\r\n\r\n",

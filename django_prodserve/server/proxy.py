@@ -67,8 +67,11 @@ class ForwardedHeaders:
         self.strip = FORWARDED_KEYS + tuple(
             key for key, _ in self.secure if key not in FORWARDED_KEYS
         )
+        self._keys = frozenset(self.strip)
 
     def apply(self, environ: dict, trusted: bool) -> None:
+        if environ.keys().isdisjoint(self._keys):
+            return  # most requests carry none of these headers
         if not trusted:
             for key in self.strip:
                 if key in environ:

@@ -54,7 +54,6 @@ class Connection:
         "remote_addr",
         "remote_port",
         "environ_base",
-        "server_header",
         "keep_alive",
         "last_active",
         "busy",
@@ -63,6 +62,7 @@ class Connection:
         "preamble",
         "tls",
         "handshaking",
+        "plain",
         "served",
         "_poller",
     )
@@ -75,8 +75,9 @@ class Connection:
             self.remote_addr, self.remote_port = addr[0], str(addr[1])
         else:
             self.remote_addr, self.remote_port = "", ""
-        self.environ_base = listener.environ_base
-        self.server_header = b"Server: prodserve\r\n"
+        self.environ_base = wsgi.connection_environ(
+            listener.environ_base, self.remote_addr, self.remote_port
+        )
         self.keep_alive = worker.keepalive > 0
         self.last_active = time.monotonic()
         self.busy = False
@@ -87,6 +88,9 @@ class Connection:
             b"" if worker.proxy_trust and self.remote_addr in worker.proxy_trust else None
         )
         self.tls = self.handshaking = listener.ssl_context is not None
+        # Plain: a cleartext socket whose bytes go straight to the parser (no TLS, no PROXY
+        # preamble still to read, not lingering after an error): on_readable's fast path.
+        self.plain = not self.tls and self.preamble is None
         self.served = False  # keepalive bounds the wait between requests, not for the first
         self._poller = None
 
@@ -352,29 +356,22 @@ class Worker:
         return ACCEPT_BATCH
 
     def on_readable(self, conn: Connection) -> None:
-        if conn.handshaking and not self.handshake(conn):
-            return
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-            if conn.tls:
-                while conn.sock.pending():  # decrypted bytes epoll cannot see
-                    data += conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            return
-        except OSError:
-            self.close(conn)
-            return
+        if conn.plain:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+        else:
+            data = self.read_special(conn)
+            if data is None:
+                return
         if not data:
             self.close(conn)
             return
-        parser = conn.parser
-        if parser is None:
-            return  # lingering after an error: discard
         conn.last_active = time.monotonic()
-        if conn.preamble is not None:
-            data = self.read_preamble(conn, data)
-            if not data:
-                return
+        parser = conn.parser
         try:
             parser.feed(data)
         except http.ProtocolError as exc:
@@ -402,6 +399,31 @@ class Worker:
                 self.pool.submit(self.process_threaded, conn)
             elif not self.process(conn):
                 self.close(conn)
+
+    def read_special(self, conn: Connection) -> bytes | None:
+        """Read a connection that is not plain: HTTP bytes to parse, b"" at the end, or None
+        when there is nothing to parse yet (a TLS handshake or PROXY preamble under way) or
+        ever (lingering after an error: what arrives is dropped)."""
+        if conn.handshaking and not self.handshake(conn):
+            return None
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+            if conn.tls:
+                while conn.sock.pending():  # decrypted bytes epoll cannot see
+                    data += conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return None
+        except OSError:
+            return b""
+        if not data:
+            return b""
+        if conn.parser is None:
+            return None  # lingering after an error: what arrives is dropped
+        if conn.preamble is not None:
+            data = self.read_preamble(conn, data)
+            if not data:
+                return None
+        return data
 
     def handshake(self, conn: Connection) -> bool:
         """Advance a TLS handshake without blocking the loop; True once it is done."""
@@ -436,8 +458,10 @@ class Worker:
             return b""
         consumed, client = result
         conn.preamble = None
+        conn.plain = not conn.tls
         if client is not None:
             conn.remote_addr, conn.remote_port = client
+            conn.environ_base = wsgi.connection_environ(conn.environ_base, *client)
             conn.trusted = conn.remote_addr in self.forwarded.trust
         return data[consumed:]
 
@@ -447,33 +471,29 @@ class Worker:
         while ready:
             req = ready.popleft()
             if req.target == self.health:
-                conn.send(health_response(not self.stopping, conn.server_header))
+                conn.send(health_response(not self.stopping))
                 if self.stopping:
                     return False
                 continue
             self.current = req
             try:
-                environ = wsgi.build_environ(
-                    conn.environ_base, req, conn.remote_addr, conn.remote_port
-                )
+                environ = wsgi.build_environ(conn.environ_base, req)
                 self.forwarded.apply(environ, conn.trusted)
             except Exception:
                 # The parser should have refused whatever gets here; never let it kill the worker.
                 error_log.exception("Could not build the environ of %r", req.target[:200])
-                conn.send(http.error_response(400, conn.server_header))
+                conn.send(http.error_response(400))
                 return False
             if self.stopping:
                 conn.keep_alive = False
-            observer = self.observer
-            start = observer.begin() if observer is not None else 0.0
-            try:
-                ex = wsgi.handle(self.app, conn, req, environ)
-            except OSError:
-                # The client went away mid-response.
-                ex = None
+            if self.observer is None:
+                try:
+                    ex = wsgi.handle(self.app, conn, req, environ)
+                except OSError:
+                    ex = None  # the client went away mid-response
+            else:
+                ex = self.observed(conn, req, environ)
             self.current = None
-            if observer is not None:
-                observer.end(environ, ex, start)
             self.requests += 1
             if self.requests == self.max_requests:
                 self.retire(f"served {self.requests} requests")
@@ -482,6 +502,16 @@ class Worker:
         conn.last_active = time.monotonic()
         conn.served = True
         return True
+
+    def observed(self, conn: Connection, req: http.Request, environ: dict):
+        """wsgi.handle() for a worker that logs access lines or records metrics."""
+        start = self.observer.begin()
+        try:
+            ex = wsgi.handle(self.app, conn, req, environ)
+        except OSError:
+            ex = None  # the client went away mid-response
+        self.observer.end(environ, ex, start)
+        return ex
 
     def process_threaded(self, conn: Connection) -> None:
         """Pool side: serve, then hand the connection back to the loop thread, which owns epoll."""
@@ -517,7 +547,7 @@ class Worker:
         what still arrives, for up to LINGER seconds (see tick), before closing.
         """
         try:
-            conn.send(http.error_response(status, conn.server_header))
+            conn.send(http.error_response(status))
             if conn.tls:
                 raise OSError("no lingering on TLS")  # shutdown() would end the TLS session
             conn.sock.shutdown(socket.SHUT_WR)
@@ -525,6 +555,7 @@ class Worker:
             self.close(conn)
             return
         conn.parser = None  # marks the connection as lingering
+        conn.plain = False
         conn.last_active = time.monotonic()
 
     def close(self, conn: Connection) -> None:
@@ -580,13 +611,12 @@ class Worker:
         return bool(self.connections)
 
 
-def health_response(ok: bool, server_header: bytes) -> bytes:
+def health_response(ok: bool) -> bytes:
     body = b"ok\n" if ok else b"stopping\n"
     return b"".join(
         (
             b"HTTP/1.1 200 OK\r\n" if ok else b"HTTP/1.1 503 Service Unavailable\r\n",
-            http.date_header(),
-            server_header,
+            http.date_and_server(),
             b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
             b"Content-Length: %d\r\n" % len(body),
             b"\r\n" if ok else b"Connection: close\r\n\r\n",

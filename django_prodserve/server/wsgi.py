@@ -17,7 +17,6 @@ from .http import EMPTY_BODY, Request
 
 error_log = logging.getLogger("django_prodserve.error")
 
-NO_BODY_STATUSES = frozenset((204, 304))
 HOP_BY_HOP = frozenset(
     (
         "connection",
@@ -55,11 +54,18 @@ class FileWrapper:
 def base_environ(
     server_name: str, server_port: str, multithread: bool, multiprocess: bool, scheme: str = "http"
 ) -> dict:
-    """The keys every request of one listening socket shares; copied per request."""
+    """The keys every request of one listening socket shares; copied per connection.
+
+    SERVER_PROTOCOL, QUERY_STRING and wsgi.input hold the common case; build_environ() replaces
+    them when a request differs.
+    """
     return {
         "SERVER_NAME": server_name,
         "SERVER_PORT": server_port,
+        "SERVER_PROTOCOL": "HTTP/1.1",
         "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "wsgi.input": EMPTY_BODY,
         "SERVER_SOFTWARE": "prodserve",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scheme,
@@ -93,44 +99,68 @@ def _header_key(name: bytes) -> str:
     return key
 
 
-def build_environ(base: dict, req: Request, remote_addr: str, remote_port: str) -> dict:
+def connection_environ(base: dict, remote_addr: str, remote_port: str) -> dict:
+    """The keys every request of one connection shares: its listener's, and the peer."""
     environ = base.copy()
-    target = req.target
-    path, _, query = target.partition(b"?")
-    authority = None
-    if path[:1] != b"/":
-        path, authority = _origin_path(path)
-    if 0x25 in path:  # b"%": an int operand skips bytes' costly try-as-int-first path
-        path = unquote_to_bytes(path)
-    environ["REQUEST_METHOD"] = req.method
-    environ["PATH_INFO"] = path.decode("latin-1")
-    environ["QUERY_STRING"] = query.decode("latin-1")
-    environ["RAW_URI"] = target.decode("latin-1")
-    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == "1.1" else "HTTP/1.0"
     environ["REMOTE_ADDR"] = remote_addr
     environ["REMOTE_PORT"] = remote_port
-    environ["wsgi.input"] = req.body
+    return environ
+
+
+def build_environ(base: dict, req: Request) -> dict:
+    """The environ of one request; `base` comes from connection_environ()."""
+    environ = base.copy()
+    target = req.target
+    environ["REQUEST_METHOD"] = req.method
+    environ["RAW_URI"] = raw = target.decode("latin-1")
+    # Int operands: `b"%" in path` would first try the bytes as an int, at several times the cost.
+    if target[0] == 0x2F and 0x3F not in target and 0x25 not in target:
+        environ["PATH_INFO"] = raw  # origin-form without query or escapes: the common case
+        authority = None
+    else:
+        authority = _split_target(environ, target)
+    if req.version == "1.0":
+        environ["SERVER_PROTOCOL"] = "HTTP/1.0"
     keys = _header_keys
     for name, value in req.headers:
         key = keys.get(name)
         if key is None:
             key = _header_key(name)
-        if not key:
-            continue
-        if key in environ:
-            separator = "; " if key == "HTTP_COOKIE" else ", "
-            environ[key] += separator + value.decode("latin-1")
+        if not key or key in environ:
+            _repeated_or_dropped(environ, key, value)
         else:
             environ[key] = value.decode("latin-1")
     if authority is not None:
         environ["HTTP_HOST"] = authority  # RFC 9112 §3.2.2: the target's authority wins over Host
-    if req.body is not EMPTY_BODY and "CONTENT_LENGTH" not in environ:
-        # A chunked body, already decoded and buffered: give its length, since apps (Django
-        # among them) read CONTENT_LENGTH bytes and ignore wsgi.input_terminated.
-        body = req.body
-        environ["CONTENT_LENGTH"] = str(body.seek(0, 2))
-        body.seek(0)
+    if req.body is not EMPTY_BODY:
+        body = environ["wsgi.input"] = req.body
+        if "CONTENT_LENGTH" not in environ:
+            # A chunked body, already decoded and buffered: give its length, since apps (Django
+            # among them) read CONTENT_LENGTH bytes and ignore wsgi.input_terminated.
+            environ["CONTENT_LENGTH"] = str(body.seek(0, 2))
+            body.seek(0)
     return environ
+
+
+def _split_target(environ: dict, target: bytes) -> str | None:
+    """PATH_INFO and QUERY_STRING of a target with a query, %-escapes or not in origin-form;
+    returns the authority of an absolute-form target."""
+    path, _, query = target.partition(b"?")
+    authority = None
+    if path[:1] != b"/":
+        path, authority = _origin_path(path)
+    if 0x25 in path:
+        path = unquote_to_bytes(path)
+    environ["PATH_INFO"] = path.decode("latin-1")
+    environ["QUERY_STRING"] = query.decode("latin-1")
+    return authority
+
+
+def _repeated_or_dropped(environ: dict, key: str, value: bytes) -> None:
+    """A header seen before is joined to it (RFC 9110 §5.3); a dropped name ("") is skipped."""
+    if key:
+        separator = "; " if key == "HTTP_COOKIE" else ", "
+        environ[key] += separator + value.decode("latin-1")
 
 
 def _origin_path(path: bytes) -> tuple[bytes, str | None]:
@@ -144,9 +174,15 @@ def _origin_path(path: bytes) -> tuple[bytes, str | None]:
     return url.path or b"/", authority
 
 
-# (name, value) → b"name: value\r\n" for headers passed through as they are. Apps reuse most of
-# their headers, so each is validated and encoded once; cleared when full (Set-Cookie churn).
-_header_lines: dict[tuple[str, str], bytes] = {}
+# (name, value) → what the pair adds to a response head, for headers passed through as they are:
+# b"name: value\r\n", or for Content-Length (line, length). Apps reuse most of their headers, so
+# each pair is validated and encoded once; cleared when full (Set-Cookie churn, varied lengths).
+_header_lines: dict[tuple[str, str], bytes | tuple[bytes, int]] = {}
+# status → (code, b"HTTP/1.1 status\r\n"), for the statuses apps use; start_response validates
+# each once.
+_statuses: dict[str, tuple[int, bytes]] = {}
+_TAIL_CLOSE = b"Connection: close\r\n\r\n"
+_TAIL_KEEP_ALIVE_1_0 = b"Connection: keep-alive\r\n\r\n"
 
 
 class Exchange:
@@ -156,6 +192,7 @@ class Exchange:
         "conn",
         "req",
         "status",
+        "status_line",
         "headers",
         "head_sent",
         "keep_alive",
@@ -170,14 +207,13 @@ class Exchange:
         self.conn = conn
         self.req = req
         self.status: str | None = None
-        self.headers: list = []
         self.head_sent = False
-        self.keep_alive = req.keep_alive and conn.keep_alive
         self.chunked = False
         self.length: int | None = None
         self.sent = 0
         self.code = 0
         self.bodyless = False
+        self.keep_alive = req.keep_alive and conn.keep_alive
 
     def start_response(self, status: str, headers: list, exc_info=None):
         if exc_info is not None:
@@ -188,9 +224,10 @@ class Exchange:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() was already called")
-        if type(status) is not str or len(status) < 4 or not status[:3].isdigit():
-            raise ValueError(f"invalid WSGI status {status!r}")
-        self.code = int(status[:3])
+        known = _statuses.get(status) if type(status) is str else None
+        if known is None:
+            known = _status(status)
+        self.code, self.status_line = known
         self.status = status
         self.headers = headers
         return self.write
@@ -200,71 +237,86 @@ class Exchange:
 
         body_length is the body's size when the server knows it (a one-chunk body, a file).
         """
-        req = self.req
-        code = self.code
-        lines = [http.status_line(self.status)]
+        lines = [self.status_line]
         append = lines.append
         cache = _header_lines
         length = None
-        own_date = own_server = True
+        own = None
         for pair in self.headers:
             line = cache.get(pair) if type(pair) is tuple else None
             if line is None:
-                name, value = pair
-                if type(name) is not str or type(value) is not str:
-                    raise TypeError(f"WSGI header {name!r}: {value!r} must be a pair of str")
-                lower = name.lower()
-                if lower == "content-length":
-                    # Its value changes per response, so it is checked here rather than cached.
-                    if not (value.isdigit() and value.isascii()):
-                        raise ValueError(f"invalid Content-Length {value!r}")
-                    length = int(value)
-                    append(b"Content-Length: %d\r\n" % length)
+                line = self._uncached(pair)
+                if type(line) is list:  # not cacheable: [] dropped, [line, "d" or "s"] own field
+                    if line:
+                        append(line[0])
+                        own = line[1] if own is None else own + line[1]
                     continue
-                if "\n" in value or "\r" in value or not _token(name):
-                    raise ValueError(f"invalid character in WSGI header {name!r}: {value!r}")
-                if lower == "date" or lower == "server":
-                    # The app's own Date or Server replaces ours (each is a single field).
-                    if lower == "date":
-                        own_date = False
-                    else:
-                        own_server = False
-                    line = f"{name}: {value}\r\n".encode("latin-1")
-                elif lower in HOP_BY_HOP:
-                    # The server owns the connection (PEP 3333); an app asking to close is obeyed.
-                    if lower == "connection" and "close" in value.lower():
-                        self.keep_alive = False
-                    continue
-                else:
-                    line = f"{name}: {value}\r\n".encode("latin-1")
-                    if len(cache) >= 4096:
-                        cache.clear()
-                    cache[tuple(pair)] = line
+            if type(line) is tuple:
+                line, length = line
             append(line)
-        if own_date:
-            append(http.date_header())
-        if own_server:
-            append(self.conn.server_header)
-        self.bodyless = bodyless = req.method == "HEAD" or code < 200 or code in NO_BODY_STATUSES
-        if length is None and code >= 200 and code not in NO_BODY_STATUSES:
-            if body_length is not None:
-                length = body_length
-                append(b"Content-Length: %d\r\n" % length)
-            elif req.version == "1.1":
-                if not bodyless:
-                    self.chunked = True
-                    append(b"Transfer-Encoding: chunked\r\n")
-            else:
-                self.keep_alive = False
+        if own is None:
+            append(http.date_and_server())
+        else:
+            if "d" not in own:
+                append(http.date_header())
+            if "s" not in own:
+                append(http.SERVER_HEADER)
+        code = self.code
+        req = self.req
+        if code < 200 or code == 204 or code == 304:
+            self.bodyless = True
+        else:
+            self.bodyless = req.method == "HEAD"
+            if length is None:
+                if body_length is not None:
+                    length = body_length
+                    append(b"Content-Length: %d\r\n" % length)
+                elif req.version == "1.1":
+                    if not self.bodyless:
+                        self.chunked = True
+                        append(b"Transfer-Encoding: chunked\r\n")
+                else:
+                    self.keep_alive = False
         self.length = length
         if not self.keep_alive:
-            append(b"Connection: close\r\n\r\n")
+            append(_TAIL_CLOSE)
         elif req.version == "1.0":
-            append(b"Connection: keep-alive\r\n\r\n")
+            append(_TAIL_KEEP_ALIVE_1_0)
         else:
             append(b"\r\n")
         self.head_sent = True
         return b"".join(lines)
+
+    def _uncached(self, pair) -> bytes | tuple[bytes, int] | list:
+        """Validate a header pair the cache does not know; returns what the cache would hold, or
+        a list for what it must not: [] for a dropped (hop-by-hop) field, [line, "d"] for the
+        app's own Date, [line, "s"] for its own Server."""
+        name, value = pair
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f"WSGI header {name!r}: {value!r} must be a pair of str")
+        lower = name.lower()
+        if lower == "content-length":
+            if not (value.isdigit() and value.isascii()):
+                raise ValueError(f"invalid Content-Length {value!r}")
+            length = int(value)
+            entry = (b"Content-Length: %d\r\n" % length, length)
+        else:
+            if "\n" in value or "\r" in value or not _token(name):
+                raise ValueError(f"invalid character in WSGI header {name!r}: {value!r}")
+            if lower in HOP_BY_HOP:
+                # The server owns the connection (PEP 3333); an app asking to close is obeyed.
+                if lower == "connection" and "close" in value.lower():
+                    self.keep_alive = False
+                return []
+            entry = f"{name}: {value}\r\n".encode("latin-1")
+            if lower == "date" or lower == "server":
+                # The app's own Date or Server replaces ours (each is a single field); never
+                # cached, since head() must learn of it every time.
+                return [entry, lower[0]]
+        if len(_header_lines) >= 4096:
+            _header_lines.clear()
+        _header_lines[tuple(pair)] = entry
+        return entry
 
     def write(self, data: bytes) -> None:
         """The legacy write() callable, and the body writer for every chunk after the first."""
@@ -302,6 +354,22 @@ class Exchange:
             self.keep_alive = False
 
 
+def _status(status) -> tuple[int, bytes]:
+    """Validate a WSGI status ('200 OK'): (its code, its status line), cached."""
+    if (
+        type(status) is not str
+        or len(status) < 4
+        or not status[:3].isdigit()
+        or "\r" in status
+        or "\n" in status
+    ):
+        raise ValueError(f"invalid WSGI status {status!r}")
+    known = int(status[:3]), http.status_line(status)
+    if len(_statuses) < 256:
+        _statuses[status] = known
+    return known
+
+
 def _token(name: str) -> bool:
     """RFC 9110 field-name: a non-empty token."""
     return bool(name) and name.isascii() and not _NOT_TOKEN.intersection(name)
@@ -323,9 +391,16 @@ def handle(app, conn, req: Request, environ: dict) -> Exchange:
         if type(result) is list and len(result) == 1 and ex.status is not None and not ex.head_sent:
             # The common case, one chunk: head and body in one send, with a known length.
             body = result[0]
-            head = ex.head(len(body))
-            conn.send(head if ex.bodyless else head + ex._frame(body))
-            ex.finish()
+            size = len(body)
+            head = ex.head(size)
+            if ex.bodyless:
+                conn.send(head)
+            elif ex.length == size:  # framed by our length or the app's matching one
+                ex.sent = size
+                conn.send(head + body)
+            else:
+                conn.send(head + ex._frame(body))
+                ex.finish()
         elif type(result) is FileWrapper and not ex.head_sent:
             if not _sendfile(conn, ex, result):
                 _write_body(conn, ex, iter(result))
@@ -338,7 +413,7 @@ def handle(app, conn, req: Request, environ: dict) -> Exchange:
         else:
             _internal_error(conn, ex)
     finally:
-        close = getattr(result, "close", None)
+        close = None if type(result) is list else getattr(result, "close", None)
         if close is not None:
             try:
                 close()
@@ -410,4 +485,4 @@ def _sendfile(conn, ex: Exchange, wrapper: FileWrapper) -> bool:
 def _internal_error(conn, ex: Exchange) -> None:
     ex.keep_alive = False
     ex.code = 500
-    conn.send(http.error_response(500, conn.server_header))
+    conn.send(http.error_response(500))
