@@ -223,3 +223,20 @@ def test_random_bytes_raise_nothing_but_protocol_errors(raw, pieces):
 @given(mutated_requests(), READS)
 def test_mutated_requests_parse_the_same_however_they_are_split(raw, pieces):
     assert outcome(raw, pieces) == outcome(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Found by the fuzz test above: an HTTP/0.9-style line whose target ends in HTTP/1.1.
+        b"\rPOST /uploHTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET /HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET  HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET   HTTP/1.0\r\nHost: a\r\n\r\n",
+    ],
+)
+def test_the_version_is_the_one_llhttp_parses_whether_the_line_comes_whole_or_split(raw):
+    """The parser reads the version off a whole request line itself (cheaper than llhttp's
+    formatted string); where that line is not plainly "method target version", it must not."""
+    assert outcome(raw, [1]) == outcome(raw)
+    assert outcome(raw, [len(raw) - 3]) == outcome(raw)

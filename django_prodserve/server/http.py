@@ -161,10 +161,11 @@ class RequestParser:
             head_bytes = self._head_bytes
             if not head_bytes and not self.in_progress:
                 # A read that starts a request: llhttp only reports the version as a formatted
-                # string (~0.5 µs), so read it here, where the request line ends; strict
-                # llhttp fails the request if the line is not "... HTTP/d.d" CRLF anyway.
-                end = data.find(b"\r\n")
-                version = data[end - 8 : end]
+                # string (~0.5 µs), so take it from the request line when that is plainly
+                # "method target version". Anything else (an HTTP/0.9-style line, a missing
+                # target, stray whitespace) leaves it to llhttp.
+                parts = data[: data.find(b"\r\n")].split()
+                version = parts[2] if len(parts) == 3 else None
                 self._version = (
                     "1.1" if version == b"HTTP/1.1" else "1.0" if version == b"HTTP/1.0" else None
                 )
