@@ -108,7 +108,6 @@ class RequestParser:
         "_hosts",
         "_head_bytes",
         "_in_head",
-        "_version",
         "_framing",
         "_length",
         "_te",
@@ -143,7 +142,6 @@ class RequestParser:
         self._head_bytes = 0
         self._in_head = True
         self.in_progress = False
-        self._version: str | None = None  # the request line's version, when feed() saw it
         self._reset_framing()
 
     def _reset_framing(self) -> None:
@@ -158,19 +156,8 @@ class RequestParser:
     def feed(self, data: bytes) -> None:
         """Parse more bytes. Raises ProtocolError; after one, the parser is unusable."""
         if self._in_head:
-            head_bytes = self._head_bytes
-            if not head_bytes and not self.in_progress:
-                # A read that starts a request: llhttp only reports the version as a formatted
-                # string (~0.5 µs), so take it from the request line when that is plainly
-                # "method target version". Anything else (an HTTP/0.9-style line, a missing
-                # target, stray whitespace) leaves it to llhttp.
-                parts = data[: data.find(b"\r\n")].split()
-                version = parts[2] if len(parts) == 3 else None
-                self._version = (
-                    "1.1" if version == b"HTTP/1.1" else "1.0" if version == b"HTTP/1.0" else None
-                )
-            self._head_bytes = head_bytes = head_bytes + len(data)
-            if head_bytes > self._max_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head:
                 raise ProtocolError(431, "request head too large")
         elif self._te is not None:
             self._count_chunk_framing(len(data))
@@ -259,12 +246,7 @@ class RequestParser:
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        version = self._version
-        if version is None:
-            version = parser.get_http_version()
-        else:
-            self._version = None
-        self.version = version
+        self.version = version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise ProtocolError(505, f"HTTP version {version} not supported")
         # RFC 9112 §3.2: HTTP/1.1 needs exactly one Host, any version at most one (and on_header
