@@ -337,3 +337,25 @@ def test_no_request_id_header_unless_it_is_configured(start_module_server):
     response = get(server.port, "/environ/", headers="X-Request-ID: abc\r\n")
     assert response.header("X-Request-ID") is None
     assert json.loads(response.body)["HTTP_X_REQUEST_ID"] == "abc"  # the header, as sent
+
+
+def test_response_header_atoms_read_an_exchange_whose_app_failed_before_start_response():
+    """The access line of a request whose app raised before start_response: a 500 with no headers."""
+    from django_prodserve.server import http, wsgi
+
+    parser = http.RequestParser(http.Limits())
+    parser.feed(b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n")
+    req = parser.ready.popleft()
+
+    class Conn:
+        keep_alive = True
+
+        def send(self, data: bytes) -> None:
+            pass
+
+    def app(environ, start_response):
+        raise RuntimeError("before start_response")
+
+    exchange = wsgi.handle(app, Conn(), req, fake_environ())
+    line = logs.compile_format("%(s)s %({content-type}o)s", "HTTP_X_REQUEST_ID")
+    assert line(fake_environ(), exchange, 0.1) == "500 -"
