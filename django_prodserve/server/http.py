@@ -458,35 +458,28 @@ EMPTY_BODY = _EmptyBody()
 
 
 def status_line(status: str) -> bytes:
-    """'200 OK' → b'HTTP/1.1 200 OK\\r\\n', cached: apps reuse a handful of statuses."""
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
-        if len(_STATUS_LINES) < 256:
-            _STATUS_LINES[status] = line
-    return line
+    """'200 OK' → b'HTTP/1.1 200 OK\\r\\n' (wsgi caches what apps send; see wsgi._status)."""
+    return b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
 
 
-_STATUS_LINES: dict[str, bytes] = {}
 SERVER_HEADER = b"Server: prodserve\r\n"
 # [the second it is for, the Date line, the Date and Server lines]
 _date = [0.0, b"", b""]
 
 
-def date_header() -> bytes:
-    """b'Date: <RFC 9110 IMF-fixdate>\\r\\n', recomputed at most once a second."""
+def date_and_server() -> bytes:
+    """Our Date and Server header lines, as one (what most responses carry), recomputed at most
+    once a second."""
     now = time.time()
     if not _date[0] <= now < _date[0] + 1.0:  # a new second, or the clock was set back
         _new_second(now)
-    return _date[1]
-
-
-def date_and_server() -> bytes:
-    """Our Date and Server header lines, as one: what most responses carry."""
-    now = time.time()
-    if not _date[0] <= now < _date[0] + 1.0:
-        _new_second(now)
     return _date[2]
+
+
+def date_header() -> bytes:
+    """b'Date: <RFC 9110 IMF-fixdate>\\r\\n' alone, for a response with the app's own Server."""
+    date_and_server()
+    return _date[1]
 
 
 def _new_second(now: float) -> None:

@@ -30,7 +30,8 @@ error_log = logging.getLogger("django_prodserve.error")
 
 EPOLLIN = select.EPOLLIN
 RECV_SIZE = 65536
-#: Clients accepted per call when draining the backlog on a graceful stop.
+#: Clients accepted per call by a worker that takes the whole backlog: the only worker of an
+#: instance, and any worker draining on a graceful stop.
 ACCEPT_BATCH = 64
 #: Seconds between accepts while this worker is busy serving and clients still wait (see
 #: accept_one): leaves siblings time to take their share of a burst.
@@ -281,14 +282,8 @@ class Worker:
                 conn = connections.get(fd)
                 if conn is not None:
                     self.on_readable(conn)
-                    if (
-                        backlog is not None
-                        and not self.stopping  # draining closes the listeners
-                        and time.monotonic() >= self.next_accept
-                    ):
-                        self.next_accept = time.monotonic() + ACCEPT_PACE
-                        if not self.accept(backlog, 1):
-                            backlog = None
+                    if backlog is not None and not self.stopping:  # draining closes listeners
+                        backlog = self.accept_paced(backlog)
                 elif fd in listeners:
                     backlog = self.accept_one(listeners[fd])
                 else:
@@ -364,6 +359,15 @@ class Worker:
             self.epoll.unregister(listener.fd)
             self.epoll.register(listener.fd, EPOLLIN | select.EPOLLEXCLUSIVE)
         return listener
+
+    def accept_paced(self, listener: Listener) -> Listener | None:
+        """One more client from a backlog, at most one per ACCEPT_PACE (see accept_one);
+        None once none waits."""
+        now = time.monotonic()
+        if now < self.next_accept:
+            return listener
+        self.next_accept = now + ACCEPT_PACE
+        return listener if self.accept(listener, 1) else None
 
     def accept(self, listener: Listener, batch: int = ACCEPT_BATCH) -> int:
         """Accept up to `batch` clients; returns how many."""
