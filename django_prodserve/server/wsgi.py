@@ -207,7 +207,7 @@ class Exchange:
         self.conn = conn
         self.req = req
         self.status: str | None = None
-        self.headers: list = []  # what access-log atoms read, also when the app never answers
+        self.headers: list | tuple = ()  # what access-log atoms read if the app never answers
         self.head_sent = False
         self.chunked = False
         self.length: int | None = None
