@@ -137,6 +137,33 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def wchan(pid: int) -> str:
+    """Where in the kernel a process sleeps: 'do_epoll_wait' for an idle worker."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def sleeping_in_view(channel: str) -> bool:
+    """time.sleep() blocks in nanosleep (Python ≥ 3.11) or select (3.10); the loop in epoll."""
+    return "sleep" in channel or "select" in channel or "poll_schedule" in channel
+
+
+def wait_in_view(pid: int) -> None:
+    """Wait until a 1-thread worker runs /slow/: its kernel wait channel turns from epoll to sleep.
+
+    Call it right after sending the request. Where the kernel hides wait channels there is no
+    event that says the request reached the view, so it falls back to a bounded head start.
+    """
+    if wait_until(lambda: sleeping_in_view(wchan(pid)), timeout=5):
+        return
+    if "epoll" in wchan(pid):
+        raise AssertionError(f"worker {pid} is still waiting in epoll: the request never arrived")
+    time.sleep(0.5)  # no wait channel here: the only evidence left is time
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll a condition that has no event to wait on (a process appearing or vanishing)."""
     deadline = time.monotonic() + timeout

@@ -12,13 +12,19 @@ import re
 import signal
 import socket
 import time
-from pathlib import Path
 
 import django
 import pytest
 
 from tests.client import Connection, Response
-from tests.conftest import children_of, pid_alive, wait_until
+from tests.conftest import (
+    children_of,
+    pid_alive,
+    sleeping_in_view,
+    wait_in_view,
+    wait_until,
+    wchan,
+)
 
 #: The address, named explicitly: a free loopback port (never the default 8000).
 LOOPBACK = "127.0.0.1:0"
@@ -77,31 +83,6 @@ def find_line(server, pattern: str, start: int) -> re.Match | None:
         if match:
             return match
     return None
-
-
-def _wchan(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/wchan").read_text()
-    except OSError:
-        return ""
-
-
-def _sleeping_in_view(wchan: str) -> bool:
-    """time.sleep() blocks in nanosleep (Python ≥ 3.11) or select (3.10); the loop in epoll."""
-    return "sleep" in wchan or "select" in wchan or "poll_schedule" in wchan
-
-
-def wait_in_view(pid: int) -> None:
-    """Wait until a 1-thread worker runs /slow/: its kernel wait channel turns from epoll to sleep.
-
-    Call it right after sending the request. Where the kernel hides wait channels there is no
-    event that says the request reached the view, so it falls back to a bounded head start.
-    """
-    if wait_until(lambda: _sleeping_in_view(_wchan(pid)), timeout=5):
-        return
-    if "epoll" in _wchan(pid):
-        raise AssertionError(f"worker {pid} is still waiting in epoll: the request never arrived")
-    time.sleep(0.5)  # no wait channel here: the only evidence left is time
 
 
 def signal_pending(pid: int, sig: int) -> bool:
@@ -224,7 +205,7 @@ def test_fast_stop_signal_exits_without_waiting_for_the_in_flight_request(start_
     workers = server.worker_pids()
     conn = Connection(server.host, server.port, timeout=10)
     conn.send(SLOW_REQUEST % b"5")
-    busy = wait_until(lambda: any(_sleeping_in_view(_wchan(pid)) for pid in workers), timeout=5)
+    busy = wait_until(lambda: any(sleeping_in_view(wchan(pid)) for pid in workers), timeout=5)
     if not busy:
         time.sleep(0.5)  # no wait channel here: the only evidence left is time
     started = time.monotonic()
@@ -636,9 +617,9 @@ def test_a_burst_of_keep_alive_clients_is_spread_over_the_workers(start_server):
     """Workers rotate in the listening socket's wakeup queue after each accept (accept_one)."""
     server = start_server(LOOPBACK, "-w", "2", "--preload")
     workers = server.worker_pids()
-    assert wait_until(
-        lambda: all(Path(f"/proc/{pid}/wchan").read_text() == "do_epoll_wait" for pid in workers)
-    ), "workers never went idle in epoll_wait"
+    assert wait_until(lambda: all(wchan(pid) == "do_epoll_wait" for pid in workers)), (
+        "workers never went idle in epoll_wait"
+    )
     clients: list[Connection] = []
     try:
         # A burst, as a load balancer opening its pool makes: every connect before any request.

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from tests.client import Connection, get, unix_request
-from tests.conftest import MANAGE, children_of, pid_alive, wait_until
+from tests.conftest import MANAGE, children_of, pid_alive, wait_in_view, wait_until
 
 
 class Load:
@@ -162,6 +162,10 @@ def test_health_path_is_answered_without_django_and_flips_to_503_on_graceful_sto
         probe.send(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert probe.read_response().status == 200
         busy.send(b"GET /slow/?s=1.5 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        # Signal only once the worker is inside the slow view: signalled before it has read that
+        # request, it would drain at once and close the idle probe (served, nothing pending).
+        (worker,) = server.worker_pids()
+        wait_in_view(worker)
         mark = server.mark()
         server.signal(signal.SIGTERM)
         server.wait_for("stopping gracefully", start=mark)
