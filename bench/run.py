@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark `manage.py prodserve` against gunicorn, granian and waitress with wrk.
+"""Benchmark `manage.py prodserve` against gunicorn, granian, waitress and bjoern with wrk.
 
 Every (server, workload) pair gets a fresh server with 2 worker processes on a free loopback
 port, a short wrk warmup, then a measured wrk run. Besides wrk's req/s and latency we record
@@ -8,18 +8,23 @@ machine CPU per request is the number that predicts capacity, not raw req/s.
 
 Servers: prodserve (2 workers x 1 thread), prodserve-t4 (x 4 threads), prodserve-preload,
 gunicorn (2 sync workers), gunicorn-gthread (2 gthread workers x 4 threads), granian (WSGI),
-waitress (1 process x 4 threads).
+waitress (1 process x 4 threads), and the opt-in bjoern (2 forked processes of a WSGI server
+written in C, started by bench/bjoern_serve.py; not a default, and not in the `bench` extra as
+it builds against libev: `apt-get install libev-dev && pip install bjoern`). bjoern is the
+reference limit: about the least CPU per request any server can spend on this machine.
 
-App in-process cost: before any server starts, each Django-served workload's WSGI app (and the
-bare app) is called in a plain subprocess with a realistic environ, no server and no socket, and
-its CPU µs per call is reported next to every server's CPU µs/req (server/app ratio = what the
-server adds on top of the app).
+App in-process cost: at the start of every round, before that round's servers run, each
+Django-served workload's WSGI app (and the bare app) is called in a plain subprocess with a
+realistic environ, no server and no socket, and its CPU µs per call is reported next to every
+server's CPU µs/req (server/app ratio = what the server adds on top of the app). A server's
+ratio to it pairs each round with that round's app cost, like the server-to-server ratios.
 
 Goals: the report ends with a "## Goals" section: one line per goal of the performance issue
 (prodserve vs granian, gunicorn sync or the app's own cost, as ratios measured in this run) with
-PASS, FAIL, or "not measured" when the run lacked a server or workload the goal needs. With
---rounds N every cell is measured N times in alternating order and ratios are medians of the
-per-round ratios.
+PASS, FAIL, or "not measured" when the run lacked a server or workload the goal needs. When
+bjoern ran too, each line also shows bjoern's value of the same ratio, i.e. whether a C server
+reaches the goal on this machine at all. With --rounds N every cell (and the app cost) is
+measured N times in alternating order and ratios are medians of the per-round ratios.
 
 Usage (from anywhere; paths are resolved relative to this file):
 
@@ -160,6 +165,7 @@ class Server:
     # Master exit codes after SIGTERM that count as a clean stop. prodserve promises 0;
     # waitress installs no SIGTERM handler, so dying by the signal is its normal stop.
     clean_exits: frozenset[int] = frozenset({0})
+    install: str = ""  # how to get `module` when the bench extra does not bring it
 
 
 def _prodserve(threads: int, preload: bool = False) -> Callable[[int, Workload], list[str]]:
@@ -246,6 +252,22 @@ def _waitress(port: int, w: Workload) -> list[str]:
     ]
 
 
+BJOERN_SERVE = BENCH_DIR / "bjoern_serve.py"
+
+
+def _bjoern(port: int, w: Workload) -> list[str]:
+    """bjoern has no CLI or process manager: bjoern_serve.py binds, forks WORKERS and reaps."""
+    return [
+        sys.executable,
+        str(BJOERN_SERVE.relative_to(REPO)),
+        "--chdir",
+        "testproject",
+        str(port),
+        str(WORKERS),
+        w.wsgi_app,
+    ]
+
+
 SERVERS = {
     s.name: s
     for s in (
@@ -269,8 +291,17 @@ SERVERS = {
             "1 process x 4 threads",
             clean_exits=frozenset({0, -signal.SIGTERM}),
         ),
+        Server(
+            "bjoern",
+            "bjoern",
+            _bjoern,
+            REPO,
+            f"{WORKERS} forked processes (C; the reference limit)",
+            install="apt-get install libev-dev && pip install bjoern",
+        ),
     )
 }
+REFERENCE_SERVER = "bjoern"  # shown next to the goals: what a C server gets on this machine
 
 
 @dataclass
@@ -740,6 +771,12 @@ class AppCost:
     error: str = ""
 
 
+# round_no -> workload name -> that round's measurement. Measured afresh every round because
+# one reading is noisy on a small shared machine (the same app read 112-216 µs across runs);
+# pairing a server's round with its own round's app cost cancels slow drifts, as for servers.
+AppCosts = dict[int, dict[str, AppCost]]
+
+
 def app_environ(workload: Workload, port: int = APP_COST_PORT) -> dict[str, str]:
     """The str part of a PEP 3333 environ for the request wrk sends for `workload`.
 
@@ -817,23 +854,26 @@ def app_cost_key(workload: Workload) -> tuple:
     )
 
 
-def measure_app_costs(workloads: Iterable[Workload], env: dict[str, str]) -> dict[str, AppCost]:
-    """The app's own cost, once per workload of this run (not per server)."""
+def measure_app_costs(
+    workloads: Iterable[Workload], env: dict[str, str], where: str = ""
+) -> dict[str, AppCost]:
+    """The app's own cost for one round, once per distinct request (not per server).
+
+    `where` (e.g. " round 2") only goes into the progress lines.
+    """
     costs: dict[str, AppCost] = {}
     seen: dict[tuple, AppCost] = {}
     for workload in workloads:
         key = app_cost_key(workload)
         if key not in seen:
-            progress(f"[app/{workload.name}] timing {workload.wsgi_app} in-process")
+            tag = f"[app/{workload.name}{where}]"
+            progress(f"{tag} timing {workload.wsgi_app} in-process")
             seen[key] = measure_app_cost(workload, env)
             cost = seen[key]
             if cost.error:
-                progress(f"[app/{workload.name}] FAILED: {cost.error}")
+                progress(f"{tag} FAILED: {cost.error}")
             else:
-                progress(
-                    f"[app/{workload.name}] {cost.cpu_us_per_req:.1f} CPU us/call "
-                    f"over {cost.calls} calls"
-                )
+                progress(f"{tag} {cost.cpu_us_per_req:.1f} CPU us/call over {cost.calls} calls")
         costs[workload.name] = seen[key]
     return costs
 
@@ -858,7 +898,8 @@ def missing_reason(server: Server) -> str:
     if server.name.startswith("prodserve") and not PRODSERVE_COMMAND.is_file():
         return f"{PRODSERVE_COMMAND.relative_to(REPO)} does not exist yet"
     if importlib.util.find_spec(server.module) is None:
-        return f"python module {server.module!r} not installed"
+        hint = f"; {server.install}" if server.install else ""
+        return f"python module {server.module!r} not installed{hint}"
     return ""
 
 
@@ -1039,11 +1080,13 @@ def server_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def run_plan(plan: Plan) -> tuple[list[Result], list[str], dict[str, AppCost]]:
+def run_plan(plan: Plan) -> tuple[list[Result], list[str], AppCosts]:
     """Run every available server on every workload, collecting results, notes and app costs.
 
     With plan.rounds > 1 the whole server x workload sweep repeats, so the servers alternate
     (prodserve, granian, prodserve, granian, ...) and slow drifts in machine load hit both.
+    Each round starts by timing the apps in-process, so the app cost takes part in the
+    alternation too instead of resting on one reading.
     """
     results: list[Result] = []
     notes: list[str] = []
@@ -1069,19 +1112,20 @@ def run_plan(plan: Plan) -> tuple[list[Result], list[str], dict[str, AppCost]]:
                 progress(f"[{name}] skipped: {reason}")
             else:
                 servers.append(SERVERS[name])
-        # Before any server runs, so the machine is as quiet as it gets for the in-process timing.
-        app_costs = measure_app_costs(workloads, env)
-        for workload, cost in app_costs.items():
-            if cost.error:
-                notes.append(f"app in-process cost of {workload}: failed: {cost.error}")
+        app_costs: AppCosts = {}
         for round_no in range(1, plan.rounds + 1):
+            where = f" round {round_no}" if plan.rounds > 1 else ""
+            # No server is running here, so the machine is as quiet as it gets for the timing.
+            app_costs[round_no] = measure_app_costs(workloads, env, where)
+            for workload, cost in app_costs[round_no].items():
+                if cost.error:
+                    notes.append(f"app in-process cost of {workload}{where}: failed: {cost.error}")
             for server in servers:
                 for workload in workloads:
                     result, cell_notes = bench_one(server, workload, plan, env, tmp, round_no)
                     results.append(result)
                     notes.extend(cell_notes)
                     if result.error:
-                        where = f" round {round_no}" if plan.rounds > 1 else ""
                         notes.append(
                             f"{server.name}/{workload.name}{where}: failed: {result.error}"
                         )
@@ -1104,7 +1148,7 @@ def nproc() -> int:
 def versions() -> str:
     """Versions of everything measured, since numbers are meaningless without them."""
     parts = []
-    for dist in ("Django", "gunicorn", "granian", "waitress"):
+    for dist in ("Django", "gunicorn", "granian", "waitress", "bjoern"):
         try:
             parts.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
@@ -1193,6 +1237,11 @@ def server_label(r: Result, results: list[Result]) -> str:
     return f"{r.server} (round {r.round_no})" if any(x.round_no > 1 for x in results) else r.server
 
 
+def ran(results: list[Result], server: str) -> bool:
+    """Whether `server` has at least one successful cell in this run."""
+    return any(r.server == server and not r.error for r in results)
+
+
 def cells(results: list[Result], server: str, workload: str) -> list[Result]:
     """The successful results of one (server, workload) cell, one per round."""
     return [r for r in results if r.server == server and r.workload == workload and not r.error]
@@ -1212,30 +1261,38 @@ APP = "app"  # ratio baseline meaning "the app's own in-process cost" instead of
 SELF = ""  # ratio baseline meaning "no other server: the metric is a ratio already"
 
 
+def app_cpu_by_round(app_costs: AppCosts | None, workload: str) -> dict[int, float]:
+    """round_no -> the app's in-process CPU µs per call on `workload`, rounds that measured it."""
+    found = {}
+    for round_no, costs in sorted((app_costs or {}).items()):
+        cost = costs.get(workload)
+        if cost is not None and not cost.error and cost.cpu_us_per_req > 0:
+            found[round_no] = cost.cpu_us_per_req
+    return found
+
+
 def round_ratios(
     results: list[Result],
     server: str,
     baseline: str,
     workload: str,
     metric: str,
-    app_costs: dict[str, AppCost] | None = None,
+    app_costs: AppCosts | None = None,
 ) -> list[float]:
     """Per-round ratios of `server`'s metric to `baseline`'s, rounds where both have a value.
 
     `baseline` is another server (paired by round, since those ran minutes apart at most),
-    APP (the app's in-process CPU per call, measured once) or SELF (the metric itself).
+    APP (the app's in-process CPU per call, timed at the start of the same round) or SELF
+    (the metric itself).
     """
     get = METRICS[metric][1]
     if baseline == SELF:
         values = [get(r) for r in cells(results, server, workload)]
         return [v for v in values if v is not None]
     if baseline == APP:
-        cost = (app_costs or {}).get(workload)
-        if cost is None or cost.error or cost.cpu_us_per_req <= 0:
-            return []
-        values = [get(r) for r in cells(results, server, workload)]
-        return [v / cost.cpu_us_per_req for v in values if v is not None]
-    theirs = {r.round_no: get(r) for r in cells(results, baseline, workload)}
+        theirs: dict[int, float | None] = dict(app_cpu_by_round(app_costs, workload))
+    else:
+        theirs = {r.round_no: get(r) for r in cells(results, baseline, workload)}
     ratios = []
     for r in cells(results, server, workload):
         a, b = get(r), theirs.get(r.round_no)
@@ -1276,20 +1333,33 @@ def fmt_ratios(results: list[Result], plan: Plan) -> list[str]:
     return lines
 
 
-def fmt_app_costs(results: list[Result], app_costs: dict[str, AppCost], plan: Plan) -> list[str]:
-    """The app's own CPU per call, and each server's CPU per request as a multiple of it."""
-    rows = {w: c for w, c in app_costs.items() if not c.error}
+def fmt_app_costs(results: list[Result], app_costs: AppCosts, plan: Plan) -> list[str]:
+    """The app's own CPU per call, and each server's CPU per request as a multiple of it.
+
+    With several rounds the app column is the median over rounds, next to each round's value
+    (so the noise of the in-process timing is visible), and server / app is the median of the
+    per-round ratios, as in the goals.
+    """
+    rounds = sorted(app_costs)
+    per_round = len(rounds) > 1
+    names = dict.fromkeys(w for r in rounds for w in app_costs[r])  # run order, no repeats
+    rows = {w: by_round for w in names if (by_round := app_cpu_by_round(app_costs, w))}
     if not rows:
         return []
-    servers = [s for s in plan.servers if any(r.server == s and not r.error for r in results)]
+    servers = [s for s in plan.servers if ran(results, s)]
+    app_head = " app CPU µs/call (median) | per round |" if per_round else " app CPU µs/call |"
     lines = [
-        "".join(
-            ["| workload | app CPU µs/call | calls timed |", *(f" {s} / app |" for s in servers)]
-        ),
-        "|---|---:|---:|" + "---:|" * len(servers),
+        "".join(["| workload |", app_head, " calls timed |", *(f" {s} / app |" for s in servers)]),
+        "|---|---:|" + ("---|" if per_round else "") + "---:|" + "---:|" * len(servers),
     ]
-    for workload, cost in rows.items():
-        cols = [f"| {workload} | {cost.cpu_us_per_req:.1f} | {cost.calls:,} |"]
+    for workload, by_round in rows.items():
+        cols = [f"| {workload} | {statistics.median(by_round.values()):.1f} |"]
+        measured = [app_costs[r][workload] for r in rounds if workload in app_costs[r]]
+        if per_round:
+            values = ("failed" if c.error else f"{c.cpu_us_per_req:.1f}" for c in measured)
+            cols.append(f" {', '.join(values)} |")
+        calls = sorted({c.calls for c in measured if not c.error})
+        cols.append(f" {calls[0]:,} |" if len(calls) == 1 else f" {calls[0]:,}–{calls[-1]:,} |")
         for server in servers:
             ratio = median_ratio(results, server, APP, workload, "cpu", app_costs)
             cols.append(" - |" if ratio is None else f" {ratio:.2f} |")
@@ -1372,15 +1442,24 @@ def check_label(check: Check) -> str:
     return f"{check.workload} {metric} ÷ {base}"
 
 
+def goal_ratios(
+    goal: Goal, results: list[Result], server: str, app_costs: AppCosts | None = None
+) -> list[float | None]:
+    """Each check's median ratio with `server` in GOAL_SERVER's place, None where unmeasured."""
+    return [
+        median_ratio(results, server, check.baseline, check.workload, check.metric, app_costs)
+        for check in goal.checks
+    ]
+
+
 def evaluate_goal(
-    goal: Goal, results: list[Result], app_costs: dict[str, AppCost] | None = None
+    goal: Goal, results: list[Result], app_costs: AppCosts | None = None
 ) -> GoalResult:
     """Median ratio per check; PASS only if all checks were measured and pass."""
     measured, verdicts = [], []
-    for check in goal.checks:
-        value = median_ratio(
-            results, GOAL_SERVER, check.baseline, check.workload, check.metric, app_costs
-        )
+    for check, value in zip(
+        goal.checks, goal_ratios(goal, results, GOAL_SERVER, app_costs), strict=True
+    ):
         shown = "not measured" if value is None else f"{value:.2f}"
         measured.append(f"{check_label(check)} {shown} (target {check.op} {check.target:.2f})")
         if value is None:
@@ -1394,11 +1473,42 @@ def evaluate_goal(
     return GoalResult(goal, verdict, "; ".join(measured))
 
 
-def fmt_goals(results: list[Result], app_costs: dict[str, AppCost] | None = None) -> list[str]:
-    """The goals table: one row per goal with its measured ratio(s), target(s) and verdict."""
-    lines = [f"| goal | {GOAL_SERVER} ÷ baseline (target) | verdict |", "|---|---|---|"]
-    for g in (evaluate_goal(goal, results, app_costs) for goal in GOALS):
-        lines.append(f"| {g.goal.title} | {g.measured} | {g.verdict} |")
+def reference_ratios(goal: Goal, results: list[Result], app_costs: AppCosts | None = None) -> str:
+    """REFERENCE_SERVER's value of each of the goal's ratios and whether it meets the target.
+
+    Not a verdict (the goals are prodserve's): it tells whether a C server reaches the goal on
+    this machine at all, i.e. whether a FAIL is prodserve's fault or the target's.
+    """
+    parts = []
+    for check, value in zip(
+        goal.checks, goal_ratios(goal, results, REFERENCE_SERVER, app_costs), strict=True
+    ):
+        label = f"{METRICS[check.metric][0]} " if len(goal.checks) > 1 else ""
+        if value is None:
+            parts.append(f"{label}not measured")
+        else:
+            meets = "meets" if OPS[check.op](value, check.target) else "misses"
+            parts.append(f"{label}{value:.2f} ({meets} target)")
+    return "; ".join(parts)
+
+
+def fmt_goals(results: list[Result], app_costs: AppCosts | None = None) -> list[str]:
+    """The goals table: one row per goal with its measured ratio(s), target(s) and verdict.
+
+    When REFERENCE_SERVER ran, a last column shows the same ratios for it.
+    """
+    reference = ran(results, REFERENCE_SERVER)
+    extra = f" {REFERENCE_SERVER}, same ratio |" if reference else ""
+    lines = [
+        f"| goal | {GOAL_SERVER} ÷ baseline (target) | verdict |{extra}",
+        "|---|---|---|" + ("---|" if reference else ""),
+    ]
+    for goal in GOALS:
+        g = evaluate_goal(goal, results, app_costs)
+        row = f"| {g.goal.title} | {g.measured} | {g.verdict} |"
+        if reference:
+            row += f" {reference_ratios(goal, results, app_costs)} |"
+        lines.append(row)
     return lines
 
 
@@ -1413,9 +1523,9 @@ def commands_used(plan: Plan) -> list[str]:
     lines = [legend, ""]
     for name in plan.servers:
         server = SERVERS[name]
-        argv = ["python", *server.argv(0, placeholder)[1:]]
+        # Port 0 stands for PORT: in "127.0.0.1:0", after --port, or on its own (bjoern_serve).
+        argv = ["python", *("PORT" if a == "0" else a for a in server.argv(0, placeholder)[1:])]
         cmd = " ".join(argv).replace("127.0.0.1:0", "127.0.0.1:PORT")
-        cmd = cmd.replace("--port 0", "--port PORT")
         where = f"cd {server.cwd.relative_to(REPO)} && " if server.cwd != REPO else ""
         lines.append(
             f"- {name} ({server.description}): `{where}DJANGO_SETTINGS_MODULE=SETTINGS {cmd}`"
@@ -1427,7 +1537,7 @@ def render(
     results: list[Result],
     notes: list[str],
     plan: Plan,
-    app_costs: dict[str, AppCost] | None = None,
+    app_costs: AppCosts | None = None,
 ) -> str:
     """The whole markdown report; it ends with the goals so they are the last thing printed."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -1467,8 +1577,16 @@ def render(
             "body iterated and close() called; file_wrapper bodies not read, as servers "
             f"sendfile them): CPU µs per call by time.process_time() over up to "
             f"{APP_COST_CALLS:,} calls or {APP_COST_SECONDS:.0f} s after "
-            f"{APP_COST_WARMUP_CALLS:,} warmup calls. `server / app` = the server's CPU µs/req "
-            "÷ that; 1.00 would be a free server.",
+            f"{APP_COST_WARMUP_CALLS:,} warmup calls, timed at the start of every round before "
+            "its servers. `server / app` = the server's CPU µs/req ÷ that; 1.00 would be a free "
+            "server."
+            + (
+                " With several rounds the app cost is the median of the rounds' values (listed "
+                "in round order) and `server / app` the median of the per-round ratios, each "
+                "round's server ÷ the same round's app."
+                if len(app_costs or {}) > 1
+                else ""
+            ),
             "",
             *app,
             "",
@@ -1521,7 +1639,15 @@ def render(
         "",
         f"The performance issue's goals for {GOAL_SERVER} ({SERVERS[GOAL_SERVER].description}), "
         "each a ratio of two numbers measured in this run (median over rounds); "
-        '"not measured" when the run lacked a server or workload the goal needs.',
+        '"not measured" when the run lacked a server or workload the goal needs.'
+        + (
+            f" The last column is the same ratio with {REFERENCE_SERVER} "
+            f"({SERVERS[REFERENCE_SERVER].description}) in place of {GOAL_SERVER}: whether "
+            "the goal is reachable on this machine at all; the verdict is "
+            f"{GOAL_SERVER}'s alone."
+            if ran(results, REFERENCE_SERVER)
+            else ""
+        ),
         "",
         *fmt_goals(results, app_costs),
         "",
