@@ -413,7 +413,6 @@ class Worker:
         if not data:
             self.close(conn)
             return
-        conn.last_active = time.monotonic()
         parser = conn.parser
         try:
             parser.feed(data)
@@ -442,6 +441,8 @@ class Worker:
                 self.pool.submit(self.process_threaded, conn)
             elif not self.process(conn):
                 self.close(conn)
+        else:  # part of a request: its timeout runs from this read (process() stamps the rest)
+            conn.last_active = time.monotonic()
 
     def read_special(self, conn: Connection) -> bytes | None:
         """Read a connection that is not plain: HTTP bytes to parse, b"" at the end, or None
