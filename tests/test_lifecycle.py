@@ -332,6 +332,37 @@ def test_ttin_adds_a_worker_and_ttou_removes_one(start_server):
     assert fetch(server.port, "/hello/").status == 200
 
 
+def test_workers_added_by_ttin_take_turns_at_new_clients(start_server):
+    """A worker alone takes every waiting client at once; once TTIN gives it a sibling, each
+    accept sends it behind the sibling in the listener's wakeup queue (worker.accept_one), so
+    clients that arrive one at a time alternate between the two."""
+    server = start_server(LOOPBACK, "-w", "1", "--preload", *ACCESS_LOG)
+    mark = server.mark()
+    server.signal(signal.SIGTTIN)
+    server.wait_for(r"SIGTTIN: 2 workers", timeout=5, start=mark)
+    assert wait_until(lambda: len(server.worker_pids()) == 2, timeout=10)
+    workers = server.worker_pids()
+    clients: list[Connection] = []
+    served: list[int] = []
+    try:
+        for n in range(6):
+            # Both idle in epoll_wait, so the wakeup goes to the first in the queue.
+            assert wait_until(lambda: all(wchan(pid) == "do_epoll_wait" for pid in workers))
+            mark = server.mark()
+            conn = Connection("127.0.0.1", server.port)  # kept open: the next is a new client
+            clients.append(conn)
+            conn.send(b"GET /hello/?n=%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % n)
+            assert conn.read_response().status == 200
+            line = server.wait_for(rf"<(\d+)> GET /hello/\?n={n} ", timeout=5, start=mark)
+            served.append(int(line.group(1)))
+    finally:
+        for conn in clients:
+            conn.sock.close()
+    assert set(served) == set(workers), served
+    repeats = [n for n in range(1, len(served)) if served[n] == served[n - 1]]
+    assert not repeats, f"served by, in order: {served}"
+
+
 def test_ttou_never_takes_the_worker_count_below_one(start_server):
     server = start_server(LOOPBACK, "-w", "1")
     (worker,) = server.worker_pids()

@@ -2,6 +2,7 @@
 
 Each worker slot holds a monotonic timestamp (the last beat) and a flag the worker raises when it
 retires by itself (max_requests, memory, lifetime), so the master starts its replacement at once.
+One more field, written by the master, says how many workers share the listening sockets now.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ import struct
 import time
 
 STAMP = struct.Struct("d")
+COUNT = struct.Struct("q")
 
 
 class Heartbeat:
-    """An anonymous mapping shared across fork(): timestamps first, then one flag byte per slot."""
+    """An anonymous mapping shared across fork(): timestamps, one flag byte per slot, a count."""
 
     def __init__(self, slots: int = 1024) -> None:
         self.slots = slots
-        self._map = mmap.mmap(-1, (STAMP.size + 1) * slots)
         self._flags = STAMP.size * slots
+        self._count = self._flags + slots
+        self._map = mmap.mmap(-1, self._count + COUNT.size)
 
     def beat(self, slot: int) -> None:
         STAMP.pack_into(self._map, slot * STAMP.size, time.monotonic())
@@ -38,3 +41,10 @@ class Heartbeat:
 
     def retiring(self, slot: int) -> bool:
         return self._map[self._flags + slot] == 1
+
+    def set_workers(self, count: int) -> None:
+        """The master: this many worker processes are running (old generations included)."""
+        COUNT.pack_into(self._map, self._count, count)
+
+    def workers(self) -> int:
+        return COUNT.unpack_from(self._map, self._count)[0]

@@ -204,6 +204,7 @@ class Master:
         if pid:
             record.pid = pid
             self.workers[pid] = record
+            self.heartbeat.set_workers(len(self.workers))
             error_log.debug("Booting worker %d", pid)
             return
         # child
@@ -255,6 +256,7 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not a worker (we may be PID 1 and inherit orphans): reaped, done
+            self.heartbeat.set_workers(len(self.workers))
             self.hooks("worker_exit", self, worker)
             if self.stop_deadline is None and not worker.stopping:
                 self.worker_died(worker, code)

@@ -187,7 +187,6 @@ class Worker:
             proxy.Trust(config.proxy_allow_ips) if config.proxy_protocol != "off" else None
         )
         self.pool = None
-        self.rotate = config.workers > 1  # see accept_one
         self.next_accept = 0.0
         self.finished: deque[Connection] = deque()
         self.current: http.Request | None = None
@@ -349,8 +348,10 @@ class Worker:
         siblings to get a share of a burst. Measured on the template+ORM page, 2 workers, 50
         clients: p99 200-255 ms (gunicorn sync 120-180 ms). Django hello, 50 keep-alive
         clients: both workers busy in 3 of 3 runs (1 of 3 without rotation), 1.5x the req/s.
+        Whether there are siblings is read from the master's count at each wakeup, since
+        SIGTTIN/SIGTTOU and reloads change it.
         """
-        if not self.rotate:  # the only worker: take all who wait
+        if self.heartbeat.workers() < 2:  # the only worker: take all who wait
             self.accept(listener)
             return None
         if not self.accept(listener, 1):
