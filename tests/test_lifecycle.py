@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import django
 import pytest
@@ -537,6 +538,24 @@ def test_threaded_worker_runs_requests_concurrently(start_server):
     assert elapsed < 2.5, f"4 × 1 s requests took {elapsed:.1f}s on 4 threads"
     assert served_by(server, "/slow/?s=1", start) == worker
     assert server.worker_pids() == [worker]
+
+
+def test_threaded_worker_keeps_up_with_many_keep_alive_clients(start_server):
+    """Threads hand finished connections back with one wakeup for all that finished meanwhile;
+    none may be left waiting for a wakeup that was already consumed (the loop would stall)."""
+    server = start_server(LOOPBACK, "-w", "1", "--threads", "4")
+
+    def client(n: int) -> list[int]:
+        with Connection(server.host, server.port, timeout=5) as conn:
+            statuses = []
+            for i in range(50):
+                conn.send(b"GET /hello/?c=%d&i=%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % (n, i))
+                statuses.append(conn.read_response().status)
+            return statuses
+
+    with ThreadPoolExecutor(16) as clients:
+        results = list(clients.map(client, range(16)))
+    assert results == [[200] * 50] * 16
 
 
 def test_threaded_worker_answers_pipelined_requests_in_order(start_server):

@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
 
 from ..logs import reopen_files
 from ..metrics import request_observer
@@ -29,6 +29,9 @@ from .heartbeat import Heartbeat
 error_log = logging.getLogger("django_prodserve.error")
 
 EPOLLIN = select.EPOLLIN
+#: How a connection waits in epoll with --threads: disarmed by the event that hands it to a thread
+#: (so no hang-up is reported while the thread has it), re-armed when it comes back.
+EPOLLIN_ONESHOT = EPOLLIN | select.EPOLLONESHOT
 RECV_SIZE = 65536
 #: Clients accepted per call by a worker that takes the whole backlog: the only worker of an
 #: instance, and any worker draining on a graceful stop.
@@ -153,6 +156,28 @@ class Listener:
         self.ssl_context = ssl_context
 
 
+class RequestThreads:
+    """--threads N: N threads serving the connections the loop hands them, in arrival order.
+
+    A bare queue: ThreadPoolExecutor's future, work item and idle semaphore per request were
+    CPU spent on nothing we use.
+    """
+
+    def __init__(self, count: int, serve) -> None:
+        queue: SimpleQueue[Connection] = SimpleQueue()
+        self.submit = queue.put
+        for n in range(count):
+            thread = threading.Thread(
+                target=self._run, args=(queue.get, serve), name=f"prodserve_{n}", daemon=True
+            )
+            thread.start()
+
+    @staticmethod
+    def _run(get, serve) -> None:
+        while True:
+            serve(get())
+
+
 class Worker:
     def __init__(
         self, config, listeners, app, load_app, heartbeat: Heartbeat, slot: int, hooks
@@ -189,6 +214,7 @@ class Worker:
         self.pool = None
         self.next_accept = 0.0
         self.finished: deque[Connection] = deque()
+        self.wake_pending = False
         self.current: http.Request | None = None
         self.deadline: float | None = None
         self.observer = request_observer(config)  # None: no access log, no metrics
@@ -206,7 +232,7 @@ class Worker:
                 error_log.error("The app failed to load:\n%s", traceback.format_exc())
                 _exit(BOOT_ERROR)
         if self.config.threads > 1:
-            self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="prodserve")
+            self.pool = RequestThreads(self.config.threads, self.process_threaded)
         self.heartbeat.beat(self.slot)
         try:
             self.serve()
@@ -273,6 +299,7 @@ class Worker:
         connections = self.connections
         listeners = self.listeners
         poll = epoll.poll
+        threaded = self.pool is not None
         next_tick = 0.0
         backlog = None  # a listener that may have clients waiting: see accept_one
         while True:
@@ -281,6 +308,8 @@ class Worker:
                 conn = connections.get(fd)
                 if conn is not None:
                     self.on_readable(conn)
+                    if threaded and not conn.busy and connections.get(fd) is conn:
+                        epoll.modify(fd, EPOLLIN_ONESHOT)  # still the loop's: wait for more
                     if backlog is not None and not self.stopping:  # draining closes listeners
                         backlog = self.accept_paced(backlog)
                 elif fd in listeners:
@@ -396,7 +425,7 @@ class Worker:
                 )
             conn = Connection(sock, addr, listener, self)
             self.connections[conn.fd] = conn
-            self.epoll.register(conn.fd, EPOLLIN)
+            self.epoll.register(conn.fd, EPOLLIN if self.pool is None else EPOLLIN_ONESHOT)
         return batch
 
     def on_readable(self, conn: Connection) -> None:
@@ -435,11 +464,10 @@ class Worker:
                 return
         if parser.ready:
             if self.pool is not None:
-                # Out of epoll while a thread has it: even with no events asked for, epoll would
-                # report a hang-up, and this thread would race the pool thread on the socket.
+                # The event disarmed it (EPOLLIN_ONESHOT): no event, not even a hang-up, makes
+                # this thread race the pool thread on the socket until on_wake re-arms it.
                 conn.busy = True
-                self.epoll.unregister(conn.fd)
-                self.pool.submit(self.process_threaded, conn)
+                self.pool.submit(conn)
             elif not self.process(conn):
                 self.close(conn)
         else:  # part of a request: its timeout runs from this read (process() stamps the rest)
@@ -568,7 +596,9 @@ class Worker:
         if not keep:
             conn.keep_alive = False
         self.finished.append(conn)
-        os.write(self.wake_w, b"c")
+        if not self.wake_pending:  # one wakeup for all the connections finished meanwhile
+            self.wake_pending = True
+            os.write(self.wake_w, b"c")
 
     def on_wake(self) -> None:
         try:
@@ -576,11 +606,14 @@ class Worker:
                 pass
         except BlockingIOError:
             pass
+        # After the pipe is empty and before `finished` is: a thread that finishes from here on
+        # writes again, and one that found the flag up has its connection in `finished` already.
+        self.wake_pending = False
         while self.finished:
             conn = self.finished.popleft()
             conn.busy = False
             if conn.keep_alive:
-                self.epoll.register(conn.fd, EPOLLIN)
+                self.epoll.modify(conn.fd, EPOLLIN_ONESHOT)
             else:
                 self.close(conn)
 
