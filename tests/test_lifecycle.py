@@ -634,3 +634,80 @@ def test_startup_banner_describes_the_server_after_the_system_checks(start_serve
     assert "Quit the server with CONTROL-C." in output
     assert output.index("System check identified") < output.index("Listening at")
     assert len(children_of(server.proc.pid)) == 2
+
+
+# sharing clients among the workers
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _accepted_inodes(port: int) -> set[str]:
+    """Inodes of the server-side TCP sockets accepted on `port` (not the listening one)."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) != 0:
+                inodes.add(inode)
+    return inodes
+
+
+def test_a_burst_of_keep_alive_clients_is_shared_fairly_by_the_workers(start_server):
+    """A burst lands in the backlog before any worker wakes; the first awake must not take it
+    all: workers publish their connection counts and leave clients to a lighter sibling."""
+    server = start_server(LOOPBACK, "-w", "2", "--preload")
+    workers = server.worker_pids()
+    assert wait_until(lambda: all(wchan(pid) == "do_epoll_wait" for pid in workers))
+    clients: list[Connection] = []
+    try:
+        # As a load balancer opening its pool does: every connect before any request.
+        clients = [Connection("127.0.0.1", server.port) for _ in range(20)]
+        for conn in clients:
+            conn.send(b"GET /hello/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for conn in clients:
+            assert conn.read_response().status == 200  # accepted and served: owned by a worker
+        accepted = _accepted_inodes(server.port)
+        held = sorted(len(_socket_inodes(pid) & accepted) for pid in workers)
+    finally:
+        for conn in clients:
+            conn.sock.close()
+    assert sum(held) == 20
+    assert held[0] >= 8, f"connections per worker: {held}"  # a margin of 2, and one in flight
+
+
+def test_clients_do_not_wait_for_a_lighter_worker_stuck_in_a_long_request(start_server):
+    """Leaving clients to a sibling with fewer connections is bounded: one busy in a long view
+    cannot take them, so the other does, at once."""
+    server = start_server(LOOPBACK, "-w", "2", "--preload", "--timeout", "60")
+    workers = server.worker_pids()
+    assert wait_until(lambda: all(wchan(pid) == "do_epoll_wait" for pid in workers))
+    stuck = Connection("127.0.0.1", server.port, timeout=10)
+    clients: list[Connection] = []
+    try:
+        stuck.send(SLOW_REQUEST % b"4")
+        assert wait_until(lambda: any(sleeping_in_view(wchan(pid)) for pid in workers), timeout=5)
+        started = time.monotonic()
+        for n in range(8):  # one at a time: each is a new client for the free worker
+            conn = Connection("127.0.0.1", server.port, timeout=10)
+            clients.append(conn)
+            conn.send(b"GET /hello/?n=%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % n)
+            assert conn.read_response().status == 200
+        elapsed = time.monotonic() - started
+        assert stuck.read_response().status == 200
+    finally:
+        stuck.sock.close()
+        for conn in clients:
+            conn.sock.close()
+    # Waiting for the busy worker would take until its 4 s view ends.
+    assert elapsed < 2, f"8 clients took {elapsed:.1f}s with one worker busy"

@@ -204,7 +204,8 @@ class Master:
         if pid:
             record.pid = pid
             self.workers[pid] = record
-            self.heartbeat.set_workers(len(self.workers))
+            self.heartbeat.set_pid(slot, pid)
+            self.publish_workers()
             error_log.debug("Booting worker %d", pid)
             return
         # child
@@ -230,7 +231,13 @@ class Master:
 
     def stop_worker(self, worker: WorkerProcess, sig: int) -> None:
         worker.stopping = True
+        self.heartbeat.set_pid(worker.slot, 0)  # no sibling hands it clients any more
         send_signal(worker.pid, sig)
+
+    def publish_workers(self) -> None:
+        """What workers read in the shared mapping to share clients (worker.accept_one)."""
+        span = 1 + max((w.slot for w in self.workers.values()), default=-1)
+        self.heartbeat.set_workers(len(self.workers), span)
 
     def kill_all(self, sig: int) -> None:
         for pid in list(self.workers):
@@ -256,7 +263,8 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not a worker (we may be PID 1 and inherit orphans): reaped, done
-            self.heartbeat.set_workers(len(self.workers))
+            self.heartbeat.set_pid(worker.slot, 0)
+            self.publish_workers()
             self.hooks("worker_exit", self, worker)
             if self.stop_deadline is None and not worker.stopping:
                 self.worker_died(worker, code)
@@ -298,6 +306,7 @@ class Master:
                 error_log.debug("Worker %d ready", worker.pid)
             if not worker.stopping and self.heartbeat.retiring(worker.slot):
                 worker.stopping = True  # it stops by itself; its replacement starts now
+                self.heartbeat.set_pid(worker.slot, 0)
         if self.ready:
             return
         current = self.current()

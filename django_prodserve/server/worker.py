@@ -39,6 +39,14 @@ ACCEPT_BATCH = 64
 #: Seconds between accepts while this worker is busy serving and clients still wait (see
 #: accept_one): leaves siblings time to take their share of a burst.
 ACCEPT_PACE = 0.001
+#: Fair share (see take_one): a worker holding SHARE_MARGIN more connections than a sibling
+#: leaves waiting clients to it, nudged with NUDGE (ignored by default, so harmless anywhere),
+#: for up to SHARE_WAIT seconds; a sibling that lets that pass (inside a long request) is not
+#: waited for again for SHARE_BACKOFF seconds.
+NUDGE = signal.SIGURG
+SHARE_MARGIN = 2
+SHARE_WAIT = 0.005
+SHARE_BACKOFF = 1.0
 #: On a graceful stop, seconds a just-accepted connection gets to send its first request.
 FIRST_REQUEST_GRACE = 1.0
 #: Seconds a connection is read and drained after an error response, before it is closed.
@@ -213,6 +221,10 @@ class Worker:
         )
         self.pool = None
         self.next_accept = 0.0
+        self.deferred_until = 0.0  # waiting clients are a nudged sibling's until then
+        self.deferred_to = (0, 0)  # that sibling's slot and connection count when nudged
+        self.share_after = 0.0  # no deferring to siblings before then
+        self.nudged = False
         self.finished: deque[Connection] = deque()
         self.wake_pending = False
         self.current: http.Request | None = None
@@ -257,6 +269,7 @@ class Worker:
         signal.signal(signal.SIGQUIT, self._fast)
         signal.signal(signal.SIGABRT, self._abort)
         signal.signal(signal.SIGUSR1, self._reopen_logs)
+        signal.signal(NUDGE, self._nudge)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
     def _graceful(self, signum, frame) -> None:
@@ -289,6 +302,9 @@ class Worker:
     def _reopen_logs(self, signum, frame) -> None:
         reopen_files()
 
+    def _nudge(self, signum, frame) -> None:
+        self.nudged = True  # a busier sibling leaves waiting clients to us (see take_one)
+
     # the loop
 
     def serve(self) -> None:
@@ -303,7 +319,7 @@ class Worker:
         next_tick = 0.0
         backlog = None  # a listener that may have clients waiting: see accept_one
         while True:
-            events = poll(1.0)
+            events = poll(SHARE_WAIT if self.deferred_until else 1.0)
             for fd, _ in events:
                 conn = connections.get(fd)
                 if conn is not None:
@@ -314,8 +330,11 @@ class Worker:
                         backlog = self.accept_paced(backlog)
                 elif fd in listeners:
                     backlog = self.accept_one(listeners[fd])
-                else:
-                    self.on_wake()
+                elif self.on_wake() and self.accepting and not self.stopping:
+                    for listener in listeners.values():  # nudged: clients wait for us
+                        backlog = self.accept_one(listener) or backlog
+            if backlog is not None and self.deferred_until and not self.stopping:
+                backlog = self.accept_paced(backlog)  # the nudged sibling's time may be up
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + 1.0
@@ -378,14 +397,15 @@ class Worker:
         clients: p99 200-255 ms (gunicorn sync 120-180 ms). Django hello, 50 keep-alive
         clients: both workers busy in 3 of 3 runs (1 of 3 without rotation), 1.5x the req/s.
         Whether there are siblings is read from the master's count at each wakeup, since
-        SIGTTIN/SIGTTOU and reloads change it.
+        SIGTTIN/SIGTTOU and reloads change it. Which of them takes a client is take_one's call.
         """
         if self.heartbeat.workers() < 2:  # the only worker: take all who wait
             self.accept(listener)
             return None
-        if not self.accept(listener, 1):
+        taken = self.take_one(listener, time.monotonic())
+        if not taken:
             return None
-        if self.accepting:
+        if taken > 0 and self.accepting:
             self.epoll.unregister(listener.fd)
             self.epoll.register(listener.fd, EPOLLIN | select.EPOLLEXCLUSIVE)
         return listener
@@ -397,7 +417,37 @@ class Worker:
         if now < self.next_accept:
             return listener
         self.next_accept = now + ACCEPT_PACE
-        return listener if self.accept(listener, 1) else None
+        return listener if self.take_one(listener, now) else None
+
+    def take_one(self, listener: Listener, now: float) -> int:
+        """Accept one client unless a sibling should (-1). Returns how many were taken.
+
+        Rotation (accept_one) spreads clients that arrive one by one, but not a burst that is
+        all in the backlog before a worker wakes: the first one awake would take it all at its
+        pace. So workers publish their connection counts (heartbeat), and one holding
+        SHARE_MARGIN more than a sibling nudges that sibling to take the waiting clients and
+        leaves them to it for up to SHARE_WAIT. A sibling busy in a long request cannot take
+        them: if it took none by then, this worker takes them and stops deferring for
+        SHARE_BACKOFF.
+        """
+        if self.deferred_until:
+            if now < self.deferred_until:
+                return -1
+            self.deferred_until = 0.0
+            slot, before = self.deferred_to
+            if self.heartbeat.connections(slot) <= before:  # it took none: inside a long request
+                self.share_after = now + SHARE_BACKOFF
+        if now >= self.share_after:
+            lighter = self.heartbeat.lighter_sibling(
+                self.slot, len(self.connections) - SHARE_MARGIN + 1
+            )
+            if lighter is not None:
+                slot, pid, count = lighter
+                send_signal(pid, NUDGE)
+                self.deferred_until = now + SHARE_WAIT
+                self.deferred_to = (slot, count)
+                return -1
+        return self.accept(listener, 1)
 
     def accept(self, listener: Listener, batch: int = ACCEPT_BATCH) -> int:
         """Accept up to `batch` clients; returns how many."""
@@ -426,6 +476,7 @@ class Worker:
             conn = Connection(sock, addr, listener, self)
             self.connections[conn.fd] = conn
             self.epoll.register(conn.fd, EPOLLIN if self.pool is None else EPOLLIN_ONESHOT)
+            self.heartbeat.set_connections(self.slot, len(self.connections))
         return batch
 
     def on_readable(self, conn: Connection) -> None:
@@ -600,7 +651,8 @@ class Worker:
             self.wake_pending = True
             os.write(self.wake_w, b"c")
 
-    def on_wake(self) -> None:
+    def on_wake(self) -> bool:
+        """Signals and finished threads woke the loop; True when a sibling nudged us."""
         try:
             while os.read(self.wake_r, 4096):
                 pass
@@ -616,6 +668,8 @@ class Worker:
                 self.epoll.modify(conn.fd, EPOLLIN_ONESHOT)
             else:
                 self.close(conn)
+        nudged, self.nudged = self.nudged, False
+        return nudged
 
     def fail(self, conn: Connection, status: int) -> None:
         """A protocol error: the error response, then a lingering close (RFC 9112 §9.6).
@@ -639,6 +693,7 @@ class Worker:
     def close(self, conn: Connection) -> None:
         if self.connections.pop(conn.fd, None) is None:
             return
+        self.heartbeat.set_connections(self.slot, len(self.connections))
         try:
             self.epoll.unregister(conn.fd)
         except (OSError, ValueError):
