@@ -68,18 +68,19 @@ class Heartbeat:
     def connections(self, slot: int) -> int:
         return SLOT_INT.unpack_from(self._map, self._conns + slot * SLOT_INT.size)[0]
 
-    def lighter_sibling(self, slot: int, below: int) -> tuple[int, int, int] | None:
+    def lightest_sibling(self, slot: int) -> tuple[int, int, int] | None:
         """(slot, pid, connections) of the taking worker other than `slot`'s with the fewest
-        connections, if that is fewer than `below`."""
+        connections; None when there is no other."""
         span = COUNT.unpack_from(self._map, self._span)[0]
         ints = _ints.get(span) or _ints.setdefault(span, struct.Struct(f"{span}i"))
         conns = ints.unpack_from(self._map, self._conns)
         best = None
+        fewest = 1 << 31
         for other, count in enumerate(conns):
-            if count < below and other != slot:
+            if count < fewest and other != slot:
                 pid = SLOT_INT.unpack_from(self._map, self._pids + other * SLOT_INT.size)[0]
                 if pid:
-                    best, below = (other, pid, count), count
+                    best, fewest = (other, pid, count), count
         return best
 
 

@@ -420,34 +420,39 @@ class Worker:
         return listener if self.take_one(listener, now) else None
 
     def take_one(self, listener: Listener, now: float) -> int:
-        """Accept one client unless a sibling should (-1). Returns how many were taken.
+        """Accept this worker's share of the waiting clients; how many, or -1: a sibling's turn.
 
         Rotation (accept_one) spreads clients that arrive one by one, but not a burst that is
         all in the backlog before a worker wakes: the first one awake would take it all at its
-        pace. So workers publish their connection counts (heartbeat), and one holding
-        SHARE_MARGIN more than a sibling nudges that sibling to take the waiting clients and
-        leaves them to it for up to SHARE_WAIT. A sibling busy in a long request cannot take
-        them: if it took none by then, this worker takes them and stops deferring for
-        SHARE_BACKOFF.
+        pace. So workers publish their connection counts (heartbeat), and each takes clients
+        only up to SHARE_MARGIN more than its lightest sibling. One with no room nudges that
+        sibling (SIGURG wakes its loop, which takes its share) and leaves the clients to it;
+        one that fills its room while clients may still wait nudges it too, so a burst drains
+        in turns of a few clients each. A sibling busy in a long request cannot take its turn:
+        if it took none within SHARE_WAIT, this worker takes the clients itself and stops
+        sharing for SHARE_BACKOFF.
         """
         if self.deferred_until:
-            if now < self.deferred_until:
-                return -1
-            self.deferred_until = 0.0
             slot, before = self.deferred_to
-            if self.heartbeat.connections(slot) <= before:  # it took none: inside a long request
-                self.share_after = now + SHARE_BACKOFF
-        if now >= self.share_after:
-            lighter = self.heartbeat.lighter_sibling(
-                self.slot, len(self.connections) - SHARE_MARGIN + 1
-            )
-            if lighter is not None:
-                slot, pid, count = lighter
-                send_signal(pid, NUDGE)
-                self.deferred_until = now + SHARE_WAIT
-                self.deferred_to = (slot, count)
+            if self.heartbeat.connections(slot) > before:
+                self.deferred_until = 0.0  # it took its turn
+            elif now < self.deferred_until:
                 return -1
-        return self.accept(listener, 1)
+            else:  # it took none: inside a long request
+                self.deferred_until = 0.0
+                self.share_after = now + SHARE_BACKOFF
+        lightest = self.heartbeat.lightest_sibling(self.slot) if now >= self.share_after else None
+        if lightest is None:
+            return self.accept(listener, 1)
+        slot, pid, count = lightest
+        room = count + SHARE_MARGIN - len(self.connections)
+        taken = self.accept(listener, min(room, ACCEPT_BATCH)) if room > 0 else 0
+        if room <= 0 or taken == room >= SHARE_MARGIN:  # the clients still waiting are its
+            send_signal(pid, NUDGE)
+            self.deferred_until = now + SHARE_WAIT
+            self.deferred_to = (slot, count)
+            return taken or -1
+        return taken
 
     def accept(self, listener: Listener, batch: int = ACCEPT_BATCH) -> int:
         """Accept up to `batch` clients; returns how many."""
