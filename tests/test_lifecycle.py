@@ -354,8 +354,7 @@ def test_workers_added_by_ttin_take_turns_at_new_clients(start_server):
             clients.append(conn)
             conn.send(b"GET /hello/?n=%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % n)
             assert conn.read_response().status == 200
-            line = server.wait_for(rf"<(\d+)> GET /hello/\?n={n} ", timeout=5, start=mark)
-            served.append(int(line.group(1)))
+            served.append(served_by(server, f"/hello/?n={n}", mark))
     finally:
         for conn in clients:
             conn.sock.close()
