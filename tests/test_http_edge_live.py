@@ -10,6 +10,7 @@ The sans-I/O rules behind these live in tests/http_corpus.py and tests/test_http
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -199,6 +200,21 @@ def test_chunked_trailers_never_reach_the_environ(server):
     assert response.status == 200
     assert b"X_TRAILER" not in response.body and b"evil" not in response.body
     assert b'"_body": "hi"' in response.body
+
+
+def test_chunked_trailers_never_reach_the_next_request_on_the_connection(server):
+    """A trailer section must not become the next request's headers (issue 18 #1): behind a
+    proxy that forwards trailers and reuses upstream connections, that would be cross-user."""
+    raw = (
+        UPLOAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Injected: x\r\n"
+        b"Cookie: sessionid=attacker\r\nAuthorization: Basic YWRtaW46eA==\r\nHost: evil\r\n\r\n"
+        b"GET /environ/ HTTP/1.1\r\n" + LOCALHOST + b"Cookie: mine=1\r\n\r\n"
+    )
+    [upload, response], closed = exchange(server, raw, 2)
+    assert (upload.status, upload.body, response.status, closed) == (200, b"hi", 200, False)
+    environ = json.loads(response.body)
+    assert "HTTP_X_INJECTED" not in environ and "HTTP_AUTHORIZATION" not in environ
+    assert (environ["HTTP_COOKIE"], environ["HTTP_HOST"]) == ("mine=1", "localhost")
 
 
 def test_absolute_form_authority_wins_over_the_host_header(server):

@@ -135,3 +135,12 @@ def test_chunked_trailers_never_become_request_headers():
     [req], _ = parse(raw)
     assert req.headers == [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")]
     assert req.body.read() == b"x"
+
+
+def test_chunked_trailers_never_become_the_next_requests_headers():
+    raw = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\nCookie: sessionid=attacker\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    [_, req], _ = parse(raw)
+    assert req.headers == [(b"Host", b"a")]

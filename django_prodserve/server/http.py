@@ -300,6 +300,10 @@ class RequestParser:
             if self._body is not None:
                 body = self._body
                 body.seek(0)
+            if self._headers:
+                # A chunked body's trailer section, which on_header collected: dropped here, or
+                # it would open the next request's headers (issue 18 #1).
+                self._headers = []
             self._reset_framing()
             self.continue_pending = False
         parser = self._parser
