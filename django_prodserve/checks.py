@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
+import sys
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import logs
 from .conf import resolve
-from .server import sockets, tls
+from .server import portable, sockets, tls
 
 _command_line: dict = {}
 
@@ -41,6 +42,7 @@ def check_settings(app_configs, **kwargs) -> list[CheckMessage]:
     messages: list[CheckMessage] = [Error(p.message, hint=p.hint, id=p.id) for p in problems]
     if not problems:
         messages += check_tls(config) + check_against_django(config) + check_static(config)
+        messages += check_platform(config)
     return messages
 
 
@@ -132,6 +134,21 @@ def check_static(config) -> list[CheckMessage]:
                 "exist: every static URL will be a 404.",
                 hint="Run `manage.py collectstatic` to fill STATIC_ROOT.",
                 id="prodserve.W020",
+            )
+        ]
+    return []
+
+
+def check_platform(config) -> list[CheckMessage]:
+    """Settings this platform cannot honour (issue 19)."""
+    if config.event_loop == "epoll" and not portable.HAS_EPOLL:
+        return [
+            Error(
+                f"PRODSERVE event_loop is 'epoll', which this platform ({sys.platform}) does not "
+                "have: epoll is Linux's.",
+                hint="Set event_loop to 'auto' (the default) or 'selectors': kqueue on macOS and "
+                "the BSDs, select() on Windows.",
+                id="prodserve.E040",
             )
         ]
     return []

@@ -651,6 +651,20 @@ SETTINGS += (
     ),
 )
 
+# Platforms (see docs/architecture.md, "Platforms")
+SETTINGS += (
+    Setting(
+        "event_loop",
+        "auto",
+        choice("auto", "epoll", "selectors"),
+        "Workers' event loop: 'epoll' (Linux), 'selectors' (the best poller the platform has: "
+        "kqueue on macOS and the BSDs, select() on Windows), or 'auto': epoll where the kernel "
+        "has it, selectors elsewhere.",
+        ("--event-loop",),
+        "LOOP",
+    ),
+)
+
 # Request ids and metrics
 SETTINGS += (
     Setting(

@@ -18,6 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MANAGE = ROOT / "testproject" / "manage.py"
 LISTENING = re.compile(r"Listening at https?://(?:\[([^\]]+)\]|([^:/]+)):(\d+)/")
 MASTER_PID = re.compile(r"master pid (\d+)")
+#: PRODSERVE_ variables a test run hands on to every server it starts: .ci/run's second run of the
+#: suite chooses the workers' event loop with it (issue 19).
+RUN_WIDE = ("PRODSERVE_EVENT_LOOP",)
+#: Put first on PYTHONPATH, its sitecustomize.py removes fork, epoll, pipe2, sendfile and pread from
+#: every interpreter: the calls macOS or Windows lack (.ci/run's no-fork run).
+NOFORK = ROOT / "tests" / "nofork"
 
 
 class Server:
@@ -121,6 +127,17 @@ def stop_process_group(proc: subprocess.Popen, sig: int, grace: float) -> None:
     proc.wait(5)
 
 
+def server_environ() -> dict[str, str]:
+    """os.environ without the PRODSERVE_ settings (each test gives its own), except RUN_WIDE's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_") or k in RUN_WIDE}
+
+
+def nofork_environ(env: dict[str, str]) -> dict[str, str]:
+    """`env` with NOFORK first on PYTHONPATH (and what it had after it)."""
+    path = os.pathsep.join(filter(None, (str(NOFORK), env.get("PYTHONPATH"))))
+    return {**env, "PYTHONPATH": path}
+
+
 def children_of(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -196,7 +213,7 @@ def start_server(project_db, tmp_path):
         cwd: Path | None = None,
         launcher: tuple[str, ...] = (),
     ) -> Server:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
+        full_env = server_environ()
         full_env.update(TESTPROJECT_DB=str(project_db), PYTHONUNBUFFERED="1")
         if settings:
             full_env["DJANGO_SETTINGS_MODULE"] = settings
@@ -235,7 +252,7 @@ def start_module_server(project_db):
     servers: list[Server] = []
 
     def start(*args: str, settings: str | None = None) -> Server:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
+        full_env = server_environ()
         full_env.update(TESTPROJECT_DB=str(project_db), PYTHONUNBUFFERED="1")
         if settings:
             full_env["DJANGO_SETTINGS_MODULE"] = settings

@@ -17,7 +17,7 @@ from django.test import override_settings
 
 from django_prodserve.conf import SETTINGS
 from tests.client import get, unix_request
-from tests.conftest import MANAGE, require_tool
+from tests.conftest import MANAGE, require_tool, server_environ
 
 needs_db = pytest.mark.django_db  # --check runs the migrations check, as a start does
 
@@ -102,7 +102,7 @@ def test_check_imports_the_app_and_fails_when_it_cannot():
 
 
 def test_check_exit_status_is_zero_when_valid_and_non_zero_when_not(project_db):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
+    env = server_environ()
     env["TESTPROJECT_DB"] = str(project_db)
     command = [sys.executable, str(MANAGE), "prodserve", "--check"]
     ok = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
@@ -133,7 +133,7 @@ def test_systemd_socket_activate_starts_prodserve_on_the_socket_it_hands_over(pr
     exactly as a systemd .socket unit does (LISTEN_FDS=1, LISTEN_PID = prodserve's pid)."""
     activate = require_tool("systemd-socket-activate", "systemd")
     path = tmp_path / "app.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
+    env = server_environ()
     env.update(TESTPROJECT_DB=str(project_db), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [activate, "-l", str(path), sys.executable, str(MANAGE), "prodserve", "--skip-checks"],

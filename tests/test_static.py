@@ -21,7 +21,7 @@ from django_prodserve import checks, static
 from django_prodserve.conf import resolve
 from django_prodserve.management.commands.prodserve import Command
 from tests.client import Connection, get, request
-from tests.conftest import MANAGE, ROOT, Server, wait_until
+from tests.conftest import MANAGE, ROOT, Server, server_environ, wait_until
 
 MiB = 1024 * 1024
 APP_JS = b"console.log('served by prodserve');\n" * 40
@@ -84,7 +84,7 @@ def start(project_db):
     servers: list[Server] = []
 
     def start(tree: Tree, settings: str, *args: str, storage: str | None = None) -> Server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PRODSERVE_")}
+        env = server_environ()
         env.update(
             TESTPROJECT_DB=str(project_db),
             PYTHONUNBUFFERED="1",
