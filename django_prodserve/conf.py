@@ -578,9 +578,20 @@ SETTINGS += (
         "secure_scheme_headers",
         {"X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
         header_values,
-        "Headers (from trusted peers) whose value means the request came over HTTPS.",
+        "Headers (from trusted peers) whose value means the request came over HTTPS. When "
+        "several are present and disagree, the request gets 400 (as gunicorn).",
         ("--secure-scheme-headers",),
         "JSON",
+    ),
+    Setting(
+        "forwarded_headers",
+        "x-forwarded",
+        choice("x-forwarded", "forwarded"),
+        "Which headers a trusted proxy names the client with: 'x-forwarded' (X-Forwarded-For "
+        "and secure_scheme_headers, as nginx's recipe sends) or 'forwarded' (RFC 7239 "
+        "Forwarded). The other kind is removed: a proxy passes a client's copy through.",
+        ("--forwarded-headers",),
+        "STYLE",
     ),
     Setting(
         "proxy_protocol",

@@ -209,6 +209,18 @@ def test_x_forwarded_for_from_nginx_reaches_the_app(start_server, nginx):
     assert environ["wsgi.url_scheme"] == "http"
 
 
+def test_a_client_s_forwarded_or_x_forwarded_ssl_does_not_pass_through_nginx(start_server, nginx):
+    """Issue 18 #2: nginx passes on what it does not overwrite. A client's RFC 7239 Forwarded
+    must not beat nginx's X-Forwarded-For, nor its X-Forwarded-SSL contradict nginx's scheme."""
+    server = documented_server(start_server, "-w", "1")
+    proxy = nginx([f"127.0.0.1:{server.port}"])
+    environ = environ_via(
+        proxy.port, "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-SSL: on\r\n"
+    )
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == (CLIENT_ADDR, "http")
+    assert not {"HTTP_FORWARDED", "HTTP_X_FORWARDED_SSL"} & set(environ)
+
+
 def test_remote_addr_is_the_real_client_only_because_nginx_is_trusted(start_server, nginx):
     trusting = documented_server(start_server, "-w", "1")  # default forwarded_allow_ips: 127.0.0.1
     distrusting = documented_server(start_server, "-w", "1", "--forwarded-allow-ips", "192.0.2.1")

@@ -180,13 +180,73 @@ def test_untrusted_peers_cannot_set_address_or_scheme_and_the_headers_are_remove
     assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED"} & set(environ)
 
 
+def test_a_forwarded_header_is_ignored_where_the_proxy_speaks_x_forwarded(start_server):
+    """Issue 18 #2: by default (forwarded_headers 'x-forwarded', nginx's recipe) a Forwarded
+    header is the client's own, passed through: ignored, and removed."""
+    server = start_server("-w", "1")
+    environ = environ_of(
+        get(
+            server.port,
+            "/environ/",
+            "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-For: 203.0.113.7\r\n"
+            "X-Forwarded-Proto: http\r\n",
+        )
+    )
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("203.0.113.7", "http")
+    assert "HTTP_FORWARDED" not in environ
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "X-Forwarded-SSL: on\r\nX-Forwarded-Proto: http\r\n",
+        "X-Forwarded-Proto: https\r\nX-Forwarded-SSL: off\r\n",
+    ],
+    ids=["ssl-on-proto-http", "proto-https-ssl-off"],
+)
+def test_contradictory_scheme_headers_get_400(start_server, headers):
+    """Issue 18 #2: as gunicorn, a request whose secure_scheme_headers disagree is refused; no
+    one header wins."""
+    server = start_server("-w", "1")
+    with Connection(server.host, server.port) as conn:
+        conn.send(f"GET /environ/ HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n".encode())
+        response = conn.read_response()
+        assert (response.status, response.header("Connection")) == (400, "close")
+        assert conn.is_closed()
+
+
 def test_rfc7239_forwarded_header_from_a_trusted_peer(start_server):
-    server = start_server("-w", "1", "--forwarded-allow-ips", "127.0.0.0/8")
+    server = start_server(
+        "-w", "1", "--forwarded-allow-ips", "127.0.0.0/8", "--forwarded-headers", "forwarded"
+    )
     environ = environ_of(
         get(server.port, "/environ/", 'Forwarded: for="[2001:db8::1]:4711";proto=https\r\n')
     )
     assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == ("2001:db8::1", "4711")
     assert environ["wsgi.url_scheme"] == "https"
+
+
+def test_rfc7239_the_trusted_proxy_s_own_element_is_used_even_without_for(start_server):
+    """Issue 18 #9: the rightmost element is our proxy's; with no for= it names no client, and
+    the client's element to its left must not be taken instead."""
+    server = start_server("-w", "1", "--forwarded-headers", "forwarded")
+    environ = environ_of(
+        get(server.port, "/environ/", "Forwarded: for=6.6.6.6;proto=https, proto=http;host=x\r\n")
+    )
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("127.0.0.1", "http")
+
+
+def test_rfc7239_mode_ignores_x_forwarded_headers(start_server):
+    server = start_server("-w", "1", "--forwarded-headers", "forwarded")
+    environ = environ_of(
+        get(
+            server.port,
+            "/environ/",
+            "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nForwarded: for=203.0.113.7\r\n",
+        )
+    )
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("203.0.113.7", "http")
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO"} & set(environ)
 
 
 # PROXY protocol

@@ -13,14 +13,14 @@ import struct
 
 from .http import ProtocolError
 
-FORWARDED_KEYS = (
-    "HTTP_FORWARDED",
+X_FORWARDED_KEYS = (
     "HTTP_X_FORWARDED_FOR",
     "HTTP_X_FORWARDED_PROTO",
     "HTTP_X_FORWARDED_HOST",
     "HTTP_X_FORWARDED_PORT",
     "HTTP_X_FORWARDED_SSL",
 )
+FORWARDED_KEYS = ("HTTP_FORWARDED", *X_FORWARDED_KEYS)
 
 
 class Trust:
@@ -56,41 +56,63 @@ class Trust:
 
 
 class ForwardedHeaders:
-    """Rewrites REMOTE_ADDR/REMOTE_PORT and wsgi.url_scheme from a trusted proxy's headers."""
+    """Rewrites REMOTE_ADDR/REMOTE_PORT and wsgi.url_scheme from a trusted proxy's headers.
 
-    def __init__(self, trust: Trust, secure_scheme_headers: dict[str, str]) -> None:
+    A proxy overwrites the headers it sets and passes the others on, so a trusted peer's request
+    still carries whatever its client wrote in the kind of header the proxy does not use: that
+    kind (`style` says which the proxy uses) is removed, never read (issue 18 #2).
+    """
+
+    def __init__(
+        self, trust: Trust, secure_scheme_headers: dict[str, str], style: str = "x-forwarded"
+    ) -> None:
         self.trust = trust
         self.secure = [
             ("HTTP_" + name.upper().replace("-", "_"), value.lower())
             for name, value in secure_scheme_headers.items()
         ]
-        self.strip = FORWARDED_KEYS + tuple(
-            key for key, _ in self.secure if key not in FORWARDED_KEYS
-        )
+        secure_keys = tuple(key for key, _ in self.secure if key not in FORWARDED_KEYS)
+        self.strip = FORWARDED_KEYS + secure_keys
         self._keys = frozenset(self.strip)
+        self.rfc7239 = style == "forwarded"
+        self.unused = X_FORWARDED_KEYS + secure_keys if self.rfc7239 else ("HTTP_FORWARDED",)
 
     def apply(self, environ: dict, trusted: bool) -> None:
+        """Raises ProtocolError(400) when the secure_scheme_headers contradict each other."""
         if environ.keys().isdisjoint(self._keys):
             return  # most requests carry none of these headers
+        for key in self.unused if trusted else self.strip:
+            if key in environ:
+                del environ[key]
         if not trusted:
-            for key in self.strip:
-                if key in environ:
-                    del environ[key]
             return
-        for key, value in self.secure:
-            claimed = environ.get(key)
-            if claimed is not None and claimed.lower() == value:
-                environ["wsgi.url_scheme"] = "https"
-        forwarded = environ.get("HTTP_FORWARDED")
-        if forwarded is not None:
-            self._apply_rfc7239(environ, forwarded)
+        if self.rfc7239:
+            forwarded = environ.get("HTTP_FORWARDED")
+            if forwarded is not None:
+                self._apply_rfc7239(environ, forwarded)
             return
+        self._apply_scheme(environ)
         chain = environ.get("HTTP_X_FORWARDED_FOR")
         if chain is not None:
             client = self._client([part.strip() for part in chain.split(",")])
             if client:
                 environ["REMOTE_ADDR"] = client
                 environ["REMOTE_PORT"] = ""
+
+    def _apply_scheme(self, environ: dict) -> None:
+        """Each secure_scheme_header present says https or http; they must agree, as gunicorn
+        requires: otherwise a header the proxy does not overwrite (a client's X-Forwarded-SSL)
+        could contradict the one it does."""
+        scheme = None
+        for key, secure in self.secure:
+            claimed = environ.get(key)
+            if claimed is not None:
+                said = "https" if claimed.lower() == secure else "http"
+                if scheme is not None and said != scheme:
+                    raise ProtocolError(400, "contradictory secure_scheme_headers")
+                scheme = said
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
 
     def _client(self, hops: list[str]) -> str | None:
         """The rightmost hop that is not one of our trusted proxies: every hop to its right was
@@ -105,8 +127,11 @@ class ForwardedHeaders:
         chosen = None
         for element in reversed(elements):
             chosen = element
-            node = element.get("for", "")
-            if node and _node_address(node)[0] not in self.trust:
+            # Only an element whose for= is one of our proxies lets us look further left: one
+            # without a usable for= (absent, "unknown", obfuscated) still came from the proxy to
+            # its right, and what is left of it is the client's to write (issue 18 #9).
+            address = _node_address(element.get("for", ""))[0]
+            if not address or address not in self.trust:
                 break
         if chosen is None:
             return

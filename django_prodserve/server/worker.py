@@ -214,7 +214,9 @@ class Worker:
         self.max_rss = config.max_worker_memory * 1024 * 1024
         self.health = config.health_check_path and config.health_check_path.encode("ascii")
         self.forwarded = proxy.ForwardedHeaders(
-            proxy.Trust(config.forwarded_allow_ips), config.secure_scheme_headers
+            proxy.Trust(config.forwarded_allow_ips),
+            config.secure_scheme_headers,
+            config.forwarded_headers,
         )
         self.proxy_trust = (
             proxy.Trust(config.proxy_allow_ips) if config.proxy_protocol != "off" else None
@@ -608,6 +610,10 @@ class Worker:
             try:
                 environ = wsgi.build_environ(conn.environ_base, req)
                 self.forwarded.apply(environ, conn.trusted)
+            except http.ProtocolError as exc:  # the proxy's headers contradict each other
+                error_log.info("Bad request from %s: %s", conn.remote_addr, exc.reason)
+                conn.send(http.error_response(exc.status))
+                return False
             except Exception:
                 # The parser should have refused whatever gets here; never let it kill the worker.
                 error_log.exception("Could not build the environ of %r", req.target[:200])
