@@ -257,7 +257,7 @@ def test_app_failing_at_import_stops_the_master_without_a_respawn_loop(start_ser
     assert "wsgi_broken.py" in output
     failures = len(re.findall(r"failed to boot", output))
     assert 1 <= failures <= 2, output
-    booted = [int(pid) for pid in re.findall(r"Booting worker (\d+)", output)]
+    booted = [int(pid) for pid in re.findall(r"Booting worker with pid (\d+)", output)]
     assert 1 <= len(booted) <= 2, f"{len(booted)} spawn attempts for 2 workers:\n{output}"
     assert not [pid for pid in booted if pid_alive(pid)]
     assert "Ready:" not in output
@@ -457,6 +457,8 @@ def test_silent_worker_is_aborted_with_its_traceback_and_replaced(start_server):
     assert response.status == 200
     # The replacement starts when the abort is decided; the aborted one is reaped a bit later.
     assert wait_until(lambda: len(server.worker_pids()) == 1 and worker not in server.worker_pids())
+    (replacement,) = server.worker_pids()
+    server.wait_for(rf"Booting worker with pid {replacement}$", start=mark)
     assert len(re.findall(r"silent for", server.output)) == 1, "only the stuck worker is aborted"
 
 

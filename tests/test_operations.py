@@ -100,7 +100,8 @@ def test_kill_9_under_load_replaces_the_worker_fast_and_fails_at_most_in_flight(
     server = start_server("-w", "2")
     with Load(server.port, clients=2) as load:
         load.wait_for_requests(50)
-        victim = server.worker_pids()[0]
+        before = server.worker_pids()
+        victim = before[0]
         mark = server.mark()
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
@@ -109,26 +110,43 @@ def test_kill_9_under_load_replaces_the_worker_fast_and_fails_at_most_in_flight(
             lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids(), timeout=5
         )
         replaced_in = time.monotonic() - killed_at
+        (replacement,) = set(server.worker_pids()) - set(before)
+        server.wait_for(rf"Booting worker with pid {replacement}$", start=mark)
         load.wait_for_requests(50)
     assert replaced_in < 1.0
     # At most the requests that worker had in flight (each client has one at a time).
     assert len(load.failed) <= 2, load.failed
 
 
-def test_usr2_upgrade_under_load_hands_the_sockets_to_a_new_master(start_server, tmp_path):
-    pidfile = tmp_path / "prodserve.pid"
-    server = start_server("-w", "1", "-p", str(pidfile))
+@pytest.mark.parametrize(
+    ("pidfile", "retire"),
+    [
+        (True, [signal.SIGTERM]),
+        (False, [signal.SIGTERM]),
+        (False, [signal.SIGWINCH, signal.SIGTERM]),
+    ],
+    ids=["pidfile-TERM", "no-pidfile-TERM", "no-pidfile-WINCH-TERM"],
+)
+def test_usr2_upgrade_under_load_hands_the_sockets_to_a_new_master(
+    start_server, tmp_path, pidfile, retire
+):
+    pidpath = tmp_path / "prodserve.pid"
+    server = start_server("-w", "1", *(("-p", str(pidpath)) if pidfile else ()))
     old_master = server.proc.pid
-    assert int(pidfile.read_text()) == old_master
     with Load(server.port) as load:
         load.wait_for_requests(30)
         mark = server.mark()
         server.signal(signal.SIGUSR2)
         new_master = int(server.wait_for(r"started new master (\d+)", start=mark).group(1))
         server.wait_for(rf"\[{new_master}\] \[INFO\] Ready", start=mark)
-        assert int(pidfile.read_text()) == new_master
-        assert int((tmp_path / "prodserve.pid.oldbin").read_text()) == old_master
-        server.signal(signal.SIGTERM)  # the operator retires the old master
+        if pidfile:
+            assert int(pidpath.read_text()) == new_master
+            assert int((tmp_path / "prodserve.pid.oldbin").read_text()) == old_master
+        load.wait_for_requests(30)  # both masters serve until the operator retires the old one
+        assert server.proc.poll() is None
+        for sig in retire:
+            server.signal(sig)
+            load.wait_for_requests(30)
         assert server.wait_exit() == 0
         load.wait_for_requests(30)
     assert load.failed == []
@@ -136,7 +154,7 @@ def test_usr2_upgrade_under_load_hands_the_sockets_to_a_new_master(start_server,
     assert get(server.port, "/hello/").status == 200
     os.kill(new_master, signal.SIGTERM)
     assert wait_until(lambda: not pid_alive(new_master), timeout=15)
-    assert not pidfile.exists()
+    assert not pidpath.exists()
 
 
 def test_winch_stops_the_workers_and_hup_brings_them_back(start_server):

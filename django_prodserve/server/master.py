@@ -206,7 +206,9 @@ class Master:
             self.workers[pid] = record
             self.heartbeat.set_pid(slot, pid)
             self.publish_workers()
-            error_log.debug("Booting worker %d", pid)
+            # Every start, replacements included (gunicorn logs the same): after a crash or a
+            # timeout abort the operator sees which pid took over.
+            error_log.info("Booting worker with pid %d", pid)
             return
         # child
         try:
@@ -362,7 +364,7 @@ class Master:
         if pid:
             self.new_master = pid
             error_log.info("SIGUSR2: started new master %d", pid)
-            self.move_pidfile(self.config.pidfile, self.config.pidfile + ".oldbin")
+            self.move_pidfile(self.config.pidfile, self.oldbin)
             return
         try:
             signal.set_wakeup_fd(-1)
@@ -378,9 +380,14 @@ class Master:
             "New master %d exited (status %d); this master carries on", self.new_master, code
         )
         self.new_master = None
-        self.move_pidfile(self.config.pidfile + ".oldbin", self.config.pidfile)
+        self.move_pidfile(self.oldbin, self.config.pidfile)
 
     # pidfile
+
+    @property
+    def oldbin(self) -> str | None:
+        """Where the pidfile moves while a new master runs (nginx's name); None without one."""
+        return self.config.pidfile and self.config.pidfile + ".oldbin"
 
     def write_pidfile(self, path: str | None) -> None:
         if path:
@@ -388,14 +395,14 @@ class Master:
                 f.write(f"{os.getpid()}\n")
 
     def move_pidfile(self, old: str | None, new: str | None) -> None:
-        if self.config.pidfile and old and new:
+        if old and new:
             try:
                 os.replace(old, new)
             except FileNotFoundError:
                 self.write_pidfile(new)
 
     def remove_pidfile(self) -> None:
-        for path in (self.config.pidfile, self.config.pidfile and self.config.pidfile + ".oldbin"):
+        for path in (self.config.pidfile, self.oldbin):
             try:
                 with open(path) as f:
                     if int(f.read().strip() or 0) == os.getpid():
