@@ -151,6 +151,26 @@ def check_platform(config) -> list[CheckMessage]:
                 id="prodserve.E040",
             )
         ]
+    if config.reuse_port and not portable.HAS_REUSE_PORT:
+        return [
+            Error(
+                f"PRODSERVE reuse_port is on, but this platform ({sys.platform}) has no "
+                "SO_REUSEPORT.",
+                hint="Turn reuse_port off: the workers of one server share its sockets without it.",
+                id="prodserve.E041",
+            )
+        ]
+    if config.reuse_port and not portable.REUSE_PORT_BALANCES:
+        return [
+            Warning(
+                f"PRODSERVE reuse_port is on, but on this platform ({sys.platform}) SO_REUSEPORT "
+                "lets several servers bind one port without spreading the connections over them: "
+                "one server gets them all.",
+                hint="The workers of one server share its sockets without reuse_port; to spread "
+                "clients over several servers here, put a proxy (nginx, HAProxy) in front.",
+                id="prodserve.W040",
+            )
+        ]
     return []
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from django_prodserve import checks
 from django_prodserve.conf import resolve
 from django_prodserve.server import portable
-from tests.conftest import MANAGE, nofork_environ, server_environ
+from tests.conftest import MANAGE, nofork_environ, pid_alive, server_environ, wait_until
 
 
 def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -53,3 +56,66 @@ def test_epoll_where_there_is_none_is_a_check_error_naming_the_setting_and_the_f
     assert "Set event_loop to 'auto' (the default) or 'selectors'" in refused.stderr
     assert run_command("--check", "--event-loop", "epoll", env=server_environ()).returncode == 0
     assert run_command("--check", env=env).returncode == 0
+
+
+def test_the_wake_pipe_without_pipe2_is_non_blocking_and_not_inherited():
+    code = (
+        "import os; from django_prodserve.server.portable import wake_pipe\n"
+        "assert not hasattr(os, 'pipe2')\n"
+        "for fd in wake_pipe(): print(os.get_blocking(fd), os.get_inheritable(fd))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=nofork_environ(server_environ()), capture_output=True
+    )
+    assert result.stdout == b"False False\nFalse False\n", result.stderr
+
+
+def test_without_proc_max_worker_memory_reads_the_peak_which_is_never_below_the_current():
+    ballast = bytearray(64 * 1024 * 1024)  # the peak and the current RSS both include it
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    current, peak = portable.resident_memory(), portable.peak_memory()
+    assert current > 64 * 1024 * 1024
+    assert peak >= current * 0.98
+
+
+def test_a_server_whose_parent_dies_is_stopped_without_prctl(tmp_path):
+    """What macOS gets in place of PR_SET_PDEATHSIG: the watch thread, on its own."""
+    pid_file = tmp_path / "grandchild"
+    grandchild = (
+        "import os, time; from django_prodserve.server.portable import watch_parent\n"
+        f"watch_parent(os.getppid(), interval=0.05); open({str(pid_file)!r}, 'w').write("
+        "str(os.getpid())); time.sleep(30)"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, "
+            f"'-c', {grandchild!r}]); time.sleep(30)",
+        ],
+        env=server_environ(),
+    )
+    try:
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text(), 10)
+        pid = int(pid_file.read_text())
+        parent.kill()
+        parent.wait(5)
+        assert wait_until(lambda: not pid_alive(pid), 5)
+    finally:
+        parent.kill()
+        parent.wait(5)
+
+
+@pytest.mark.parametrize(
+    ("has_option", "balances", "expected"),
+    [(True, True, []), (True, False, ["prodserve.W040"]), (False, False, ["prodserve.E041"])],
+)
+def test_reuse_port_where_it_does_not_balance_or_does_not_exist_is_said(
+    monkeypatch, has_option, balances, expected
+):
+    """Linux balances; macOS and most BSDs give one socket every connection; Windows has none."""
+    monkeypatch.setattr(portable, "HAS_REUSE_PORT", has_option)
+    monkeypatch.setattr(portable, "REUSE_PORT_BALANCES", balances)
+    config, _, _ = resolve({"reuse_port": True}, {}, {})
+    assert [message.id for message in checks.check_platform(config)] == expected
+    assert checks.check_platform(resolve({}, {}, {})[0]) == []

@@ -19,6 +19,7 @@ from ..logs import reopen_files
 from ..metrics import with_master_metrics
 from .heartbeat import Heartbeat
 from .hooks import Hooks
+from .portable import wake_pipe
 from .worker import BOOT_ERROR, Worker, send_signal
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -83,7 +84,7 @@ class Master:
     def run(self) -> int:
         """Serve until stopped; the return value is the process exit status."""
         set_title("master", self.config)
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r, self.wake_w = wake_pipe()
         for signum in HANDLED:
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)

@@ -13,7 +13,6 @@ until the supervisor stops it, so a request after a bad save gets an explanation
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import html
 import importlib
@@ -25,6 +24,8 @@ import socket
 import sys
 import traceback
 from pathlib import Path
+
+from . import portable
 
 CHILD_ENV = "PRODSERVE_RELOAD_CHILD"
 #: How a restart stops the old server: dev mode, a request still running after this is cut off.
@@ -97,7 +98,7 @@ def main() -> None:
     """The child's life: park (standby), then serve the project, or its boot error."""
     global _state
     _state = ChildState(**json.loads(os.environ.pop(CHILD_ENV)))
-    _die_with(_state.supervisor)
+    portable.die_with_parent(_state.supervisor)
     # Ctrl-C reaches the whole process group; a parked standby leaves stopping to the supervisor.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Our own copies of the sockets: the command's socket objects close theirs if it fails.
@@ -130,16 +131,6 @@ def main() -> None:
             message = "".join(traceback.format_exception(exc))
         sys.stderr.flush()
         serve_error(fallback, message, exc)
-
-
-def _die_with(supervisor: int) -> None:
-    """Linux: SIGTERM when the supervisor dies, so a killed supervisor leaves no server behind."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return  # macOS: no prctl; a standby still exits on EOF, a serving child lingers
-    if os.getppid() != supervisor:
-        os._exit(0)
 
 
 def _preimport() -> None:

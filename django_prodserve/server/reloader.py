@@ -26,6 +26,7 @@ from pathlib import Path
 from django.utils import autoreload
 
 from .master import LISTEN_FDS_ENV
+from .portable import wake_pipe
 from .reload_child import BOOTSTRAP, CHILD_ENV, PREIMPORT, STOP_GRACE
 from .watch import FileWatch, Watcher
 
@@ -79,7 +80,7 @@ class Reloader:
     def run(self) -> None:
         """Serve through children until SIGTERM, SIGINT or SIGQUIT stops them all."""
         self.events = tempfile.TemporaryFile()
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r, self.wake_w = wake_pipe()
         for signum in (signal.SIGCHLD, *STOP_SIGNALS):
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)

@@ -27,6 +27,8 @@ from django.conf import settings
 from django.utils import autoreload
 from django.utils.autoreload import autoreload_started, file_changed
 
+from .portable import wake_pipe
+
 error_log = logging.getLogger("django_prodserve.error")
 
 #: Never a reason to restart: bytecode, vim's swap files and 4913 probe, backups, emacs lock and
@@ -176,7 +178,7 @@ class Watcher:
     def __init__(self, deep: list[Path], flat: list[Path]) -> None:
         self.batches: queue.SimpleQueue = queue.SimpleQueue()
         self.quit = threading.Event()
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r, self.wake_w = wake_pipe()
         self.threads = [
             threading.Thread(target=self.watch, args=(dirs, recursive), daemon=True)
             for dirs, recursive in ((deep, True), (flat, False))

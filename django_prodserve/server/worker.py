@@ -25,6 +25,7 @@ from ..logs import reopen_files
 from ..metrics import request_observer
 from . import http, proxy, wsgi
 from .heartbeat import Heartbeat
+from .portable import HAS_SENDFILE, resident_memory, wake_pipe
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -133,14 +134,16 @@ class Connection:
 
     def sendfile(self, fd: int, offset: int, count: int) -> None:
         end = offset + count
-        while offset < end:
-            if self.tls:  # the kernel can't encrypt for us: read, then send through TLS
-                data = os.pread(fd, min(end - offset, 262144), offset)
+        if self.tls or not HAS_SENDFILE:  # the kernel can't encrypt for us; Windows has none
+            os.lseek(fd, offset, os.SEEK_SET)  # Windows has no pread either
+            while offset < end:
+                data = os.read(fd, min(end - offset, 262144))
                 if not data:
                     raise ConnectionError("file shrank while it was being sent")
                 self.send(data)
                 offset += len(data)
-                continue
+            return
+        while offset < end:
             try:
                 sent = os.sendfile(self.fd, fd, offset, end - offset)
             except BlockingIOError:
@@ -256,7 +259,7 @@ class Worker:
         _exit(0)
 
     def _install_signals(self) -> None:
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r, self.wake_w = wake_pipe()
         for signum in (
             signal.SIGHUP,
             signal.SIGTTIN,
@@ -775,15 +778,6 @@ def _has_pending(sock) -> bool:
         return bool(sock.recv(1, socket.MSG_PEEK))
     except OSError:
         return False
-
-
-def resident_memory() -> int:
-    """This process's RSS in bytes, from /proc (Linux); 0 where unavailable."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def drop_privileges(user: str | None, group: str | None) -> None:
