@@ -21,7 +21,7 @@ MASTER_PID = re.compile(r"master pid (\d+)")
 #: PRODSERVE_ variables a test run hands on to every server it starts: .ci/run's second run of the
 #: suite chooses the workers' event loop with it (issue 19).
 RUN_WIDE = ("PRODSERVE_EVENT_LOOP",)
-#: Put first on PYTHONPATH, its sitecustomize.py removes fork, epoll, pipe2, sendfile and pread from
+#: Put first on PYTHONPATH, its sitecustomize.py removes fork, epoll, pipe2 and sendfile from
 #: every interpreter: the calls macOS or Windows lack (.ci/run's no-fork run).
 NOFORK = ROOT / "tests" / "nofork"
 

@@ -3,8 +3,9 @@ started with it (the test process, the server, its reload children) lacks the ca
 lack, so the fallbacks they take run here, on every CI run (issue 19, .ci/run).
 
 Removed: fork (Windows has none: prodserve serves in one process), epoll (macOS, the BSDs and Windows:
-the selectors loop), pipe2 (macOS, Windows), sendfile and pread (Windows). Signals stay: Linux's are
-what the tests drive the server with.
+the selectors loop), pipe2 (macOS, Windows), sendfile (Windows). Signals stay: Linux's are what the
+tests drive the server with; so does pread, which --reload's template replay needs (on Windows that
+replay is not there yet, see README's platform section).
 """
 
 import os
@@ -16,7 +17,6 @@ for module, name in (
     (os, "register_at_fork"),
     (os, "pipe2"),
     (os, "sendfile"),
-    (os, "pread"),
     (select, "epoll"),
 ):
     if hasattr(module, name):
