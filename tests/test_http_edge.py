@@ -19,7 +19,7 @@ STEPS = pytest.mark.parametrize("step", [None, 1], ids=["whole", "bytewise"])
 
 DEFAULTS = Limits()
 #: Limits under which a head, and so chunk extensions and trailers, may take 5138 bytes.
-SMALL = Limits(fields=10, field_size=100)
+SMALL = Limits(request_line=4094, fields=10, field_size=100)
 
 
 def feed(raw: bytes, limits: Limits = DEFAULTS, pieces: list[int] | None = None) -> RequestParser:

@@ -52,10 +52,10 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    request_line: int = 4094
+    request_line: int = 8190
     fields: int = 100
     field_size: int = 8190
-    body: int = 0  # 0 = unlimited
+    body: int = 10 * 1024 * 1024  # 0 = unlimited
     tmp_dir: str | None = None  # where bodies over BODY_IN_MEMORY spool (None: the system's)
 
     @classmethod
@@ -173,6 +173,18 @@ class RequestParser:
             raise ProtocolError(400, str(exc)) from None
         except httptools.HttpParserError as exc:
             raise ProtocolError(400, str(exc)) from None
+
+    def close(self) -> None:
+        """The connection ends: close the body being read and those of requests not served.
+
+        Also breaks the parser ↔ llhttp reference cycle, which otherwise kept a half-received
+        body's spool file open until the next garbage collection (issue 18 #3).
+        """
+        if self._body is not None:
+            self._body.close()
+        while self.ready:
+            self.ready.popleft().body.close()
+        self._stop_reading()
 
     def _count_chunk_framing(self, size: int) -> None:
         """Bound what a chunked body sends besides data (RFC 9112 §7.1.1, §7.1.2 leave it open).
@@ -453,6 +465,9 @@ class _EmptyBody:
 
     def __iter__(self):
         return iter(())
+
+    def close(self) -> None:
+        pass
 
 
 EMPTY_BODY = _EmptyBody()

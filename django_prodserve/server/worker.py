@@ -700,6 +700,7 @@ class Worker:
         except OSError:
             self.close(conn)
             return
+        conn.parser.close()
         conn.parser = None  # marks the connection as lingering
         conn.plain = False
         conn.last_active = time.monotonic()
@@ -708,6 +709,8 @@ class Worker:
         if self.connections.pop(conn.fd, None) is None:
             return
         self.heartbeat.set_connections(self.slot, len(self.connections))
+        if conn.parser is not None:
+            conn.parser.close()  # a half-received body's spool file with it
         try:
             self.epoll.unregister(conn.fd)
         except (OSError, ValueError):
