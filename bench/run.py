@@ -166,6 +166,12 @@ class Server:
     # waitress installs no SIGTERM handler, so dying by the signal is its normal stop.
     clean_exits: frozenset[int] = frozenset({0})
     install: str = ""  # how to get `module` when the bench extra does not bring it
+    own_tree: bool = False  # cwd is another checkout of prodserve, imported instead of REPO's
+
+
+#: Another checkout of prodserve to compare against as the server prodserve-base, e.g. the code
+#: before a change: `mkdir /tmp/prodserve-base && git archive BASE | tar -x -C /tmp/prodserve-base`.
+BASE_TREE = Path(os.environ.get("PRODSERVE_BASE_TREE", "/tmp/prodserve-base"))
 
 
 def _prodserve(threads: int, preload: bool = False) -> Callable[[int, Workload], list[str]]:
@@ -273,6 +279,15 @@ SERVERS = {
     for s in (
         Server("prodserve", "django", _prodserve(1), REPO, "2 workers x 1 thread"),
         Server("prodserve-t4", "django", _prodserve(4), REPO, "2 workers x 4 threads"),
+        Server(
+            "prodserve-base",
+            "django",
+            _prodserve(1),
+            BASE_TREE,
+            f"2 workers x 1 thread, the code in {BASE_TREE} ($PRODSERVE_BASE_TREE)",
+            install=f"git archive BASE_COMMIT | tar -x -C {BASE_TREE}",
+            own_tree=True,
+        ),
         Server(
             "prodserve-preload",
             "django",
@@ -443,11 +458,14 @@ def kill_group(pgid: int, sig: signal.Signals) -> None:
 
 def start_server(server: Server, workload: Workload, port: int, env: dict[str, str], log: Path):
     """Launch in a new session so the master and its workers share a killable process group."""
+    env = {**env, "DJANGO_SETTINGS_MODULE": workload.settings}
+    if server.own_tree:
+        env["PYTHONPATH"] = os.pathsep.join((str(server.cwd), env["PYTHONPATH"]))
     with log.open("wb") as out:
         proc = subprocess.Popen(
             server.argv(port, workload),
             cwd=server.cwd,
-            env={**env, "DJANGO_SETTINGS_MODULE": workload.settings},
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -897,6 +915,8 @@ def missing_reason(server: Server) -> str:
     """Why a server cannot run here ('' if it can), so it is skipped rather than crashing."""
     if server.name.startswith("prodserve") and not PRODSERVE_COMMAND.is_file():
         return f"{PRODSERVE_COMMAND.relative_to(REPO)} does not exist yet"
+    if server.own_tree and not (server.cwd / "django_prodserve").is_dir():
+        return f"no prodserve checkout in {server.cwd}; {server.install}"
     if importlib.util.find_spec(server.module) is None:
         hint = f"; {server.install}" if server.install else ""
         return f"python module {server.module!r} not installed{hint}"
@@ -1526,7 +1546,10 @@ def commands_used(plan: Plan) -> list[str]:
         # Port 0 stands for PORT: in "127.0.0.1:0", after --port, or on its own (bjoern_serve).
         argv = ["python", *("PORT" if a == "0" else a for a in server.argv(0, placeholder)[1:])]
         cmd = " ".join(argv).replace("127.0.0.1:0", "127.0.0.1:PORT")
-        where = f"cd {server.cwd.relative_to(REPO)} && " if server.cwd != REPO else ""
+        if server.own_tree:
+            where = f"cd {server.cwd} && PYTHONPATH={server.cwd} "
+        else:
+            where = f"cd {server.cwd.relative_to(REPO)} && " if server.cwd != REPO else ""
         lines.append(
             f"- {name} ({server.description}): `{where}DJANGO_SETTINGS_MODULE=SETTINGS {cmd}`"
         )

@@ -1,4 +1,4 @@
-"""A worker process: one epoll loop owns the listening sockets and every client connection.
+"""A worker process: one event loop (server/poller.py) owns the listening sockets and every client connection.
 
 Reads are non-blocking and feed the sans-I/O parser; only complete requests reach the app, inline
 (threads == 1) or on a thread pool. The loop beats a heartbeat the master watches.
@@ -25,14 +25,11 @@ from ..logs import reopen_files
 from ..metrics import request_observer
 from . import http, proxy, wsgi
 from .heartbeat import Heartbeat
+from .poller import READABLE, READABLE_ONCE, EpollPoller
 from .portable import HAS_SENDFILE, resident_memory, wake_pipe
 
 error_log = logging.getLogger("django_prodserve.error")
 
-EPOLLIN = select.EPOLLIN
-#: How a connection waits in epoll with --threads: disarmed by the event that hands it to a thread
-#: (so no hang-up is reported while the thread has it), re-armed when it comes back.
-EPOLLIN_ONESHOT = EPOLLIN | select.EPOLLONESHOT
 RECV_SIZE = 65536
 #: Clients accepted per call by a worker that takes the whole backlog: the only worker of an
 #: instance, and any worker draining on a graceful stop.
@@ -313,13 +310,14 @@ class Worker:
     # the loop
 
     def serve(self) -> None:
-        epoll = self.epoll = select.epoll()
+        poller = self.poller = EpollPoller()
         for fd in self.listeners:
-            epoll.register(fd, EPOLLIN | select.EPOLLEXCLUSIVE)
-        epoll.register(self.wake_r, EPOLLIN)
+            poller.register_listener(fd)
+        poller.register(self.wake_r, READABLE)
         connections = self.connections
         listeners = self.listeners
-        poll = epoll.poll
+        poll = poller.poll
+        modify = poller.modify
         threaded = self.pool is not None
         next_tick = 0.0
         backlog = None  # a listener that may have clients waiting: see accept_one
@@ -330,7 +328,7 @@ class Worker:
                 if conn is not None:
                     self.on_readable(conn)
                     if threaded and not conn.busy and connections.get(fd) is conn:
-                        epoll.modify(fd, EPOLLIN_ONESHOT)  # still the loop's: wait for more
+                        modify(fd, READABLE_ONCE)  # still the loop's: wait for more
                     if backlog is not None and not self.stopping:  # draining closes listeners
                         backlog = self.accept_paced(backlog)
                 elif fd in listeners:
@@ -411,8 +409,8 @@ class Worker:
         if not taken:
             return None
         if taken > 0 and self.accepting:
-            self.epoll.unregister(listener.fd)
-            self.epoll.register(listener.fd, EPOLLIN | select.EPOLLEXCLUSIVE)
+            self.poller.unregister(listener.fd)
+            self.poller.register_listener(listener.fd)
         return listener
 
     def accept_paced(self, listener: Listener) -> Listener | None:
@@ -485,7 +483,7 @@ class Worker:
                 )
             conn = Connection(sock, addr, listener, self)
             self.connections[conn.fd] = conn
-            self.epoll.register(conn.fd, EPOLLIN if self.pool is None else EPOLLIN_ONESHOT)
+            self.poller.register(conn.fd, READABLE if self.pool is None else READABLE_ONCE)
             self.heartbeat.set_connections(self.slot, len(self.connections))
         return batch
 
@@ -525,7 +523,7 @@ class Worker:
                 return
         if parser.ready:
             if self.pool is not None:
-                # The event disarmed it (EPOLLIN_ONESHOT): no event, not even a hang-up, makes
+                # The event disarmed it (READABLE_ONCE): no event, not even a hang-up, makes
                 # this thread race the pool thread on the socket until on_wake re-arms it.
                 conn.busy = True
                 self.pool.submit(conn)
@@ -652,7 +650,7 @@ class Worker:
         return ex
 
     def process_threaded(self, conn: Connection) -> None:
-        """Pool side: serve, then hand the connection back to the loop thread, which owns epoll."""
+        """Pool side: serve, then hand the connection back to the loop thread, which owns the poller."""
         try:
             keep = self.process(conn)
         except BaseException:
@@ -679,7 +677,7 @@ class Worker:
             conn = self.finished.popleft()
             conn.busy = False
             if conn.keep_alive:
-                self.epoll.modify(conn.fd, EPOLLIN_ONESHOT)
+                self.poller.modify(conn.fd, READABLE_ONCE)
             else:
                 self.close(conn)
         nudged, self.nudged = self.nudged, False
@@ -712,7 +710,7 @@ class Worker:
         if conn.parser is not None:
             conn.parser.close()  # a half-received body's spool file with it
         try:
-            self.epoll.unregister(conn.fd)
+            self.poller.unregister(conn.fd)
         except (OSError, ValueError):
             pass
         conn.sock.close()
@@ -723,12 +721,12 @@ class Worker:
         """At worker_connections: leave new clients in the backlog (for another worker)."""
         self.accepting = False
         for fd in self.listeners:
-            self.epoll.unregister(fd)
+            self.poller.unregister(fd)
 
     def resume_accepting(self) -> None:
         self.accepting = True
         for fd in self.listeners:
-            self.epoll.register(fd, EPOLLIN | select.EPOLLEXCLUSIVE)
+            self.poller.register_listener(fd)
 
     def _drain(self) -> bool:
         """Graceful stop. True while work remains.
@@ -739,7 +737,7 @@ class Worker:
         """
         for fd, listener in list(self.listeners.items()):
             if self.accepting:
-                self.epoll.unregister(fd)
+                self.poller.unregister(fd)
             while self.accept(listener) == ACCEPT_BATCH:
                 pass
             listener.sock.close()
