@@ -425,6 +425,61 @@ def test_header_value_with_crlf_is_refused_with_500(server):
     assert b"must not be sent" not in response.body
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=200+OK%00x",
+        "status=200OK",
+        "status=2000+OK",
+        "status=20+OK",
+        "status=600+Nope",
+        "status=200+O%0BK",
+        "name=X-A&value=v%00w",
+        "name=X-A&value=v%01w",
+        "name=X-A&value=v%7Fw",
+        "name=X-A&value=v%C4%80w",  # U+0100: not latin-1
+        "name=X%00A&value=v",
+    ],
+)
+def test_control_characters_or_a_malformed_status_from_the_app_get_500(server, query):
+    """Issue 18 #7: sent unchanged before; gunicorn answers 500 (RFC 9112 §4, RFC 9110 §5.5)."""
+    with Connection(server.host, server.port) as conn:
+        conn.send(raw("GET", f"/custom-head?{query}"))
+        response = conn.read_response()
+        assert (response.status, response.header("Connection")) == (500, "close")
+        assert b"custom head body" not in response.body and conn.is_closed()
+
+
+def test_an_interim_status_from_the_app_is_never_sent_as_the_final_response(server):
+    """Issue 18 #8: a '100 Continue' went out as the response and the connection stayed open,
+    so the client took the next request's 200 as this one's."""
+    with Connection(server.host, server.port) as conn:
+        conn.send(raw("GET", "/custom-head?status=100+Continue") + raw("GET", "/one-chunk"))
+        response = conn.read_response()
+        assert (response.status, response.header("Connection")) == (500, "close")
+        assert read_to_eof(conn) == b""
+
+
+@pytest.mark.parametrize(("same", "status"), [("0", 500), ("1", 200)], ids=["differ", "equal"])
+def test_two_content_lengths_from_the_app_are_refused_unless_equal(server, same, status):
+    """Issue 18 #8: both were sent. RFC 9110 §8.6: equal ones are one length, sent once."""
+    response = get(server.port, f"/two-lengths?same={same}")
+    assert response.status == status
+    if status == 200:
+        assert (response.header("Content-Length"), response.body) == ("4", b"four")
+
+
+def test_a_started_response_that_fails_is_cut_short_never_followed_by_another_head(server):
+    """An app that write()s and then raises: the client must see a truncated response (no last
+    chunk) and a close, not a 500's head spliced into the chunked body."""
+    with Connection(server.host, server.port) as conn:
+        conn.send(raw("GET", "/write-then-raise"))
+        data = read_to_eof(conn)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Transfer-Encoding: chunked" in head
+    assert body == b"7\r\npartial\r\n" and b"HTTP/1.1" not in body
+
+
 def test_wsgi_errors_writes_reach_the_server_log(server):
     mark = server.mark()
     response = get(server.port, "/errors?marker=conformance-errors-7f3a")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import sys
 from urllib.parse import unquote_to_bytes
@@ -253,7 +254,13 @@ class Exchange:
                         own = line[1] if own is None else own + line[1]
                     continue
             if type(line) is tuple:
-                line, length = line
+                line, size = line
+                if length is not None:
+                    # RFC 9110 §8.6: repeated equal lengths are one; different ones, no length.
+                    if size != length:
+                        raise ValueError(f"two Content-Lengths, {length} and {size}")
+                    continue
+                length = size
             append(line)
         if own is None:
             append(http.date_and_server())
@@ -302,7 +309,7 @@ class Exchange:
             length = int(value)
             entry = (b"Content-Length: %d\r\n" % length, length)
         else:
-            if "\n" in value or "\r" in value or not _token(name):
+            if _NOT_FIELD_VALUE.search(value) or not _token(name):
                 raise ValueError(f"invalid character in WSGI header {name!r}: {value!r}")
             if lower in HOP_BY_HOP:
                 # The server owns the connection (PEP 3333); an app asking to close is obeyed.
@@ -357,18 +364,21 @@ class Exchange:
 
 def _status(status) -> tuple[int, bytes]:
     """Validate a WSGI status ('200 OK'): (its code, its status line), cached."""
-    if (
-        type(status) is not str
-        or len(status) < 4
-        or not status[:3].isdigit()
-        or "\r" in status
-        or "\n" in status
-    ):
+    if type(status) is not str or _STATUS.fullmatch(status) is None:
         raise ValueError(f"invalid WSGI status {status!r}")
     known = int(status[:3]), http.status_line(status)
     if len(_statuses) < 256:
         _statuses[status] = known
     return known
+
+
+#: RFC 9112 §4 status-line after the version: status-code SP [reason-phrase], the reason being
+#: HTAB, SP, VCHAR and obs-text. Only 2xx-5xx: a 1xx is interim (RFC 9110 §15.2), and one sent
+#: as the response would pair the client's next response with this request (issue 18 #8).
+_STATUS = re.compile(r"[2-5][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
+#: RFC 9110 §5.5: a field value is HTAB, SP, VCHAR and obs-text; CR, LF, NUL and the other
+#: controls are refused (gunicorn answers 500 too), and nothing beyond latin-1 can be sent.
+_NOT_FIELD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 
 
 def _token(name: str) -> bool:
@@ -386,7 +396,7 @@ def handle(app, conn, req: Request, environ: dict) -> Exchange:
         result = app(environ, ex.start_response)
     except Exception:
         error_log.exception("Error handling request %s %s", req.method, environ.get("RAW_URI"))
-        _internal_error(conn, ex)
+        _app_failed(conn, ex)
         return ex
     try:
         if type(result) is list and len(result) == 1 and ex.status is not None and not ex.head_sent:
@@ -409,10 +419,7 @@ def handle(app, conn, req: Request, environ: dict) -> Exchange:
             _write_body(conn, ex, iter(result))
     except Exception:
         error_log.exception("Error handling request %s %s", req.method, environ.get("RAW_URI"))
-        if ex.head_sent:
-            ex.keep_alive = False
-        else:
-            _internal_error(conn, ex)
+        _app_failed(conn, ex)
     finally:
         close = None if type(result) is list else getattr(result, "close", None)
         if close is not None:
@@ -483,7 +490,11 @@ def _sendfile(conn, ex: Exchange, wrapper: FileWrapper) -> bool:
     return True
 
 
-def _internal_error(conn, ex: Exchange) -> None:
+def _app_failed(conn, ex: Exchange) -> None:
+    """The app raised. A response not started becomes a 500; a started one can only be cut
+    short by closing (chunked without its last chunk, or short of its length), never followed
+    by a second head inside its body."""
     ex.keep_alive = False
-    ex.code = 500
-    conn.send(http.error_response(500))
+    if not ex.head_sent:
+        ex.code = 500
+        conn.send(http.error_response(500))

@@ -297,6 +297,31 @@ def bad_header_view(environ, start_response):
     return [b"must not be sent"]
 
 
+def custom_head_view(environ, start_response):
+    """?status= and ?name=&value= as the app's status and one header: what the server must
+    refuse (control characters, malformed or interim statuses) gets a 500 instead."""
+    query = _query(environ)
+    headers = [*TEXT]
+    if "name" in query:
+        headers.append((query["name"], query.get("value", "")))
+    start_response(query.get("status", "200 OK"), headers)
+    return [b"custom head body"]
+
+
+def two_lengths_view(environ, start_response):
+    """Two Content-Length headers (?same=1: equal): different ones cannot both be true."""
+    second = "4" if _query(environ).get("same") == "1" else "5"
+    start_response("200 OK", [*TEXT, ("Content-Length", "4"), ("Content-Length", second)])
+    return [b"four"]
+
+
+def write_then_raise_view(environ, start_response):
+    """Part of a body through write(), then an exception: the response can only be cut short."""
+    write = start_response("200 OK", TEXT)
+    write(b"partial")
+    raise RuntimeError("conformance boom after write")
+
+
 ROUTES = {
     "environ": environ_view,
     "input": input_view,
@@ -320,6 +345,9 @@ ROUTES = {
     "app-close": app_close_view,
     "app-date": app_date_view,
     "bad-header": bad_header_view,
+    "custom-head": custom_head_view,
+    "two-lengths": two_lengths_view,
+    "write-then-raise": write_then_raise_view,
 }
 
 
