@@ -25,8 +25,12 @@ HASHED_NAME = re.compile(r"\.[0-9a-f]{12}\.")
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Precompressed siblings; on equal preference (q) the first wins.
 CODINGS = (("br", ".br"), ("gzip", ".gz"))
-# RFC 9110 §14.1.2: one range. Several ranges are answered with the whole file (§14.2 allows it).
-BYTE_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII | re.IGNORECASE)
+# RFC 9110 §14.1.2: one range. Several ranges are answered with the whole file (§14.2 allows it),
+# and so are positions over 18 digits: past any file, and past int()'s 4300-digit limit a
+# ValueError (issue 18 #11).
+BYTE_RANGE = re.compile(
+    r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", re.ASCII | re.IGNORECASE
+)
 Found = tuple[str, os.stat_result]
 
 
