@@ -28,9 +28,7 @@ CODINGS = (("br", ".br"), ("gzip", ".gz"))
 # RFC 9110 §14.1.2: one range. Several ranges are answered with the whole file (§14.2 allows it),
 # and so are positions over 18 digits: past any file, and past int()'s 4300-digit limit a
 # ValueError (issue 18 #11).
-BYTE_RANGE = re.compile(
-    r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", re.ASCII | re.IGNORECASE
-)
+BYTE_RANGE = re.compile(r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", re.ASCII | re.IGNORECASE)
 Found = tuple[str, os.stat_result]
 
 

@@ -281,6 +281,38 @@ def test_proxy_protocol_gives_the_real_client(start_server, version, preamble, c
         assert environ["REMOTE_PORT"] == client[1]
 
 
+V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [
+        b"PROXY UNKNOWN\r\n",
+        V2 + b"\x20\x00\x00\x00",  # LOCAL
+        V2 + b"\x21\x00\x00\x00",  # PROXY, family UNSPEC
+    ],
+    ids=["v1-unknown", "v2-local", "v2-unspec"],
+)
+def test_a_proxy_header_without_a_client_takes_the_trust_away(start_server, preamble):
+    """Issue 18 #10: the proxy does not say who the client is, so the bytes after it are the
+    client's, and a forwarded header among them is the client's own."""
+    server = start_server("-w", "1", "--proxy-protocol", "auto")
+    spoof = b"GET /environ/ HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n"
+    environ = environ_of(request(server.port, preamble + spoof))
+    assert environ["REMOTE_ADDR"] == "127.0.0.1" and "HTTP_X_FORWARDED_FOR" not in environ
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [V2 + b"\x21\x11\x00\x04" + bytes(4), V2 + b"\x21\x21\x00\x0c" + bytes(12)],
+    ids=["tcp4-in-4-bytes", "tcp6-in-12-bytes"],
+)
+def test_a_v2_address_block_too_short_for_its_family_gets_400(start_server, preamble):
+    """Issue 18 #10: it was taken as 'no address', with the proxy's trust kept."""
+    server = start_server("-w", "1", "--proxy-protocol", "auto")
+    assert request(server.port, preamble + ENVIRON_REQUEST).status == 400
+
+
 def test_proxy_header_split_across_packets(start_server):
     server = start_server("-w", "1", "--proxy-protocol", "v1")
     with Connection("127.0.0.1", server.port) as conn:

@@ -178,7 +178,8 @@ def read_proxy_header(data: bytes, version: str) -> tuple[int, tuple[str, str] |
     """Parse a PROXY preamble at the start of data.
 
     Returns None when more bytes are needed, else (bytes consumed, (client ip, port) or None
-    for LOCAL/UNKNOWN connections). Raises ProtocolError(400) on anything malformed.
+    when the proxy names no client: LOCAL, UNKNOWN, UNSPEC or unix). Raises ProtocolError(400)
+    on anything malformed.
     """
     if version in ("v2", "auto") and data[:1] == b"\r":
         if len(data) < V2_HEADER.size:
@@ -226,14 +227,18 @@ def _read_v2(data: bytes):
     if command != 1:
         _bad("PROXY v2 command")
     body = data[V2_HEADER.size : end]
-    if family == 0x11 and length >= 12:
+    if family == 0x11:
+        if length < 12:
+            _bad("PROXY v2 TCP4 address block")
         return end, (str(ipaddress.IPv4Address(body[:4])), str(struct.unpack("!H", body[8:10])[0]))
-    if family == 0x21 and length >= 36:
+    if family == 0x21:
+        if length < 36:
+            _bad("PROXY v2 TCP6 address block")
         return end, (
             str(ipaddress.IPv6Address(body[:16])),
             str(struct.unpack("!H", body[32:34])[0]),
         )
-    return end, None  # UNSPEC or unix: keep the peer as seen
+    return end, None  # UNSPEC or unix: no client address
 
 
 def _bad(what: str):

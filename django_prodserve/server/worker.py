@@ -595,6 +595,8 @@ class Worker:
             conn.remote_addr, conn.remote_port = client
             conn.environ_base = wsgi.connection_environ(conn.environ_base, *client)
             conn.trusted = conn.remote_addr in self.forwarded.trust
+        else:  # a client the proxy does not name: its forwarded headers are its own (#10)
+            conn.trusted = False
         return data[consumed:]
 
     def process(self, conn: Connection) -> bool:
