@@ -174,6 +174,15 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             raise ProtocolError(400, str(exc)) from None
 
+    def head_started_earlier(self, last_read: int) -> bool:
+        """Is a request head incomplete that began before the last `last_read` bytes fed?
+
+        A connection bounds a whole head by one timeout, like nginx's client_header_timeout, so
+        such a read does not restart it: a head sent a line at a time cannot hold a connection
+        for ever (issue 18 #6).
+        """
+        return self.in_progress and self._in_head and self._head_bytes > last_read
+
     def close(self) -> None:
         """The connection ends: close the body being read and those of requests not served.
 

@@ -202,6 +202,7 @@ class Worker:
         self.master_pid = os.getppid()
         self.connections: dict[int, Connection] = {}
         self.accepting = True
+        self.accept_failing = False  # accept() ran out of descriptors: see out_of_descriptors
         self.stopping = False
         self.requests = 0
         self.max_requests = config.max_requests
@@ -351,6 +352,8 @@ class Worker:
         if os.getppid() != self.master_pid:
             error_log.warning("Worker %d: master died, exiting", os.getpid())
             _exit(0)
+        if self.accept_failing and not self.accepting and not self.stopping:
+            self.resume_accepting()  # out of descriptors a second ago: try again
         if self.retire_at is not None and now > self.retire_at:
             self.retire(f"reached max_worker_lifetime ({self.config.max_worker_lifetime}s)")
         if self.max_rss and (rss := resident_memory()) > self.max_rss:
@@ -470,10 +473,13 @@ class Worker:
             except (BlockingIOError, InterruptedError):
                 return count
             except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
-                    error_log.warning("accept() failed: %s", exc)
+                if exc.errno == errno.ECONNABORTED:  # that client left while it waited
+                    continue
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS):
+                    self.out_of_descriptors(exc)
                     return count
                 raise
+            self.accept_failing = False
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -486,6 +492,15 @@ class Worker:
             self.poller.register(conn.fd, READABLE if self.pool is None else READABLE_ONCE)
             self.heartbeat.set_connections(self.slot, len(self.connections))
         return batch
+
+    def out_of_descriptors(self, exc: OSError) -> None:
+        """The listener stays readable, so accepting again at once would spin (issue 18 #5): stop
+        accepting, as nginx does, until a connection closes or the next tick; log once."""
+        if not self.accept_failing:
+            error_log.warning("accept() failed: %s; pausing accepts for up to 1 s", exc)
+            self.accept_failing = True
+        if self.accepting and not self.stopping:
+            self.pause_accepting()
 
     def on_readable(self, conn: Connection) -> None:
         if conn.plain:
@@ -512,9 +527,14 @@ class Worker:
                 exc.reason,
                 exc.status,
             )
+            if parser.ready:  # requests complete before the error are answered first
+                parser.continue_pending = False
+                if not self.process(conn):
+                    self.close(conn)
+                    return
             self.fail(conn, exc.status)
             return
-        if parser.continue_pending:
+        if parser.continue_pending and not parser.ready:  # else after them (see process)
             parser.continue_pending = False
             try:
                 conn.send(http.CONTINUE)
@@ -529,7 +549,9 @@ class Worker:
                 self.pool.submit(conn)
             elif not self.process(conn):
                 self.close(conn)
-        else:  # part of a request: its timeout runs from this read (process() stamps the rest)
+        elif not parser.head_started_earlier(len(data)):
+            # A new request, or more of a body: its timeout runs from this read (process()
+            # stamps the rest); a head runs on the timeout of its first read.
             conn.last_active = time.monotonic()
 
     def read_special(self, conn: Connection) -> bytes | None:
@@ -605,8 +627,8 @@ class Worker:
         while ready:
             req = ready.popleft()
             if req.target == self.health:
-                conn.send(health_response(not self.stopping))
-                if self.stopping:
+                conn.send(health_response(not self.stopping, req.keep_alive))
+                if self.stopping or not req.keep_alive:
                     return False
                 continue
             self.current = req
@@ -639,6 +661,12 @@ class Worker:
                 return False
         conn.last_active = time.monotonic()
         conn.served = True
+        if conn.parser.continue_pending:  # a request behind those just answered (issue 18 #12)
+            conn.parser.continue_pending = False
+            try:
+                conn.send(http.CONTINUE)
+            except OSError:
+                return False
         return True
 
     def observed(self, conn: Connection, req: http.Request, environ: dict):
@@ -761,7 +789,7 @@ class Worker:
         return bool(self.connections)
 
 
-def health_response(ok: bool) -> bytes:
+def health_response(ok: bool, keep_alive: bool = True) -> bytes:
     body = b"ok\n" if ok else b"stopping\n"
     return b"".join(
         (
@@ -769,7 +797,7 @@ def health_response(ok: bool) -> bytes:
             http.date_and_server(),
             b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
             b"Content-Length: %d\r\n" % len(body),
-            b"\r\n" if ok else b"Connection: close\r\n\r\n",
+            b"\r\n" if ok and keep_alive else b"Connection: close\r\n\r\n",
             body,
         )
     )
