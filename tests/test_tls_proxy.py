@@ -313,6 +313,24 @@ def test_a_v2_address_block_too_short_for_its_family_gets_400(start_server, prea
     assert request(server.port, preamble + ENVIRON_REQUEST).status == 400
 
 
+def test_with_tls_the_proxy_header_comes_before_the_handshake(start_server, certificate):
+    """HAProxy's send-proxy writes the PROXY line in clear, then the TLS ClientHello; it was
+    expected inside TLS, so the handshake failed on it and the connection was reset."""
+    cert, key = certificate
+    server = start_server(
+        "-w", "1", "--certfile", str(cert), "--keyfile", str(key), "--proxy-protocol", "v1"
+    )
+    with Connection("127.0.0.1", server.port) as conn:
+        conn.send(b"PROXY TCP4 198.51.100.9 127.0.0.1 5555 8000\r\n")
+        conn.sock = tls_client(cert).wrap_socket(conn.sock, server_hostname="127.0.0.1")
+        conn.send(ENVIRON_REQUEST)
+        environ = environ_of(conn.read_response())
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("198.51.100.9", "https")
+    with Connection("127.0.0.1", server.port) as conn:  # a bad one: closed, the worker lives
+        conn.send(b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\n")
+        assert conn.is_closed()
+
+
 def test_proxy_header_split_across_packets(start_server):
     server = start_server("-w", "1", "--proxy-protocol", "v1")
     with Connection("127.0.0.1", server.port) as conn:

@@ -558,8 +558,11 @@ class Worker:
         """Read a connection that is not plain: HTTP bytes to parse, b"" at the end, or None
         when there is nothing to parse yet (a TLS handshake or PROXY preamble under way) or
         ever (lingering after an error: what arrives is dropped)."""
-        if conn.handshaking and not self.handshake(conn):
-            return None
+        if conn.handshaking:
+            if conn.preamble is not None and not self.read_tls_preamble(conn):
+                return None
+            if not self.handshake(conn):
+                return None
         try:
             data = conn.sock.recv(RECV_SIZE)
             if conn.tls:
@@ -574,7 +577,11 @@ class Worker:
         if conn.parser is None:
             return None  # lingering after an error: what arrives is dropped
         if conn.preamble is not None:
-            data = self.read_preamble(conn, data)
+            known = len(conn.preamble)
+            consumed = self.read_preamble(conn, data)
+            if consumed is None:
+                return None
+            data = data[consumed - known :]
             if not data:
                 return None
         return data
@@ -598,18 +605,39 @@ class Worker:
         conn.handshaking = False
         return True
 
-    def read_preamble(self, conn: Connection, data: bytes) -> bytes:
-        """Consume a PROXY protocol header; what follows it is HTTP. b'' while incomplete."""
+    def read_tls_preamble(self, conn: Connection) -> bool:
+        """HAProxy's send-proxy writes the PROXY header in clear before the TLS handshake: peek
+        at the raw socket and take no more than the header, so that OpenSSL reads the
+        ClientHello behind it. True once the header is read."""
+        try:
+            data = socket.socket.recv(conn.sock, RECV_SIZE, socket.MSG_PEEK)  # not TLS's recv
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.close(conn)
+            return False
+        known = len(conn.preamble)
+        consumed = self.read_preamble(conn, data)
+        if self.connections.get(conn.fd) is not conn:
+            return False  # a bad header: closed (no TLS session to answer it in)
+        socket.socket.recv(conn.sock, len(data) if consumed is None else consumed - known)
+        return consumed is not None
+
+    def read_preamble(self, conn: Connection, data: bytes) -> int | None:
+        """Parse a PROXY protocol header from conn.preamble + data: how many of those bytes it
+        takes, or None while incomplete or after an error (answered)."""
         data = conn.preamble + data
         try:
             result = proxy.read_proxy_header(data, self.config.proxy_protocol)
         except http.ProtocolError as exc:
             error_log.info("Bad PROXY header from %s: %s", conn.remote_addr, exc.reason)
             self.fail(conn, exc.status)
-            return b""
+            return None
         if result is None:
             conn.preamble = data
-            return b""
+            return None
         consumed, client = result
         conn.preamble = None
         conn.plain = not conn.tls
@@ -619,7 +647,7 @@ class Worker:
             conn.trusted = conn.remote_addr in self.forwarded.trust
         else:  # a client the proxy does not name: its forwarded headers are its own (#10)
             conn.trusted = False
-        return data[consumed:]
+        return consumed
 
     def process(self, conn: Connection) -> bool:
         """Serve every complete request the connection has, in order. False: close it."""
