@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import logs
-from .conf import resolve
+from .conf import reloading, resolve
 from .server import portable, sockets, tls
 
 _command_line: dict = {}
@@ -91,7 +91,7 @@ def check_against_django(config) -> list[CheckMessage]:
                 id="prodserve.W002",
             )
         )
-    if settings.DEBUG and config.workers > 1 and public and not getattr(config, "reload", False):
+    if settings.DEBUG and config.workers > 1 and public and not reloading(config, True):
         messages.append(
             Warning(
                 f"DEBUG is True with {config.workers} workers on a non-loopback address and no "

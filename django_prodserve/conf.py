@@ -68,6 +68,16 @@ def boolean(value: Any) -> bool:
     raise Invalid(f"must be True or False (in the environment: 1/0, true/false), not {value!r}")
 
 
+def auto_boolean(value: Any) -> bool | str:
+    """True, False, or 'auto': the caller decides (reload: on exactly when DEBUG is)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return boolean(value)
+    except Invalid:
+        raise Invalid(f"must be True, False or 'auto', not {value!r}") from None
+
+
 def optional_string(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value or None
@@ -264,7 +274,7 @@ class Setting:
 
     @property
     def is_flag(self) -> bool:
-        return self.convert is boolean
+        return self.convert in (boolean, auto_boolean)
 
     @property
     def is_list(self) -> bool:
@@ -618,10 +628,11 @@ SETTINGS += (
 SETTINGS += (
     Setting(
         "reload",
-        False,
-        boolean,
+        "auto",
+        auto_boolean,
         "Development: watch the project's files and serve from a fresh interpreter after each "
-        "change. A broken edit gets a 500 page with the traceback, never an exit.",
+        "change. A broken edit gets a 500 page with the traceback, never an exit. 'auto': on "
+        "when DEBUG is, as runserver (--noreload turns it off).",
         ("--reload",),
     ),
     Setting(
@@ -815,3 +826,8 @@ def resolve(
             else:
                 sources[name] = source
     return Config(**values), sources, problems
+
+
+def reloading(config, debug: bool) -> bool:
+    """Whether the command supervises (`reload`), with 'auto' meaning DEBUG."""
+    return debug if config.reload == "auto" else config.reload

@@ -27,6 +27,10 @@ from typing import Any
 from django.conf import settings
 
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
+#: On the development console, runserver's time (django.utils.log.ServerFormatter's server_time)
+#: for every line, so the error lines read like the request lines around them.
+CONSOLE_DATE_FORMAT = "%d/%b/%Y %H:%M:%S"
 #: access_log_format = "json": one object per line, field → atom (plus request_id when set up).
 JSON_FIELDS = {
     "time": "%(iso)s",
@@ -78,7 +82,8 @@ def configure(config, console_style=None) -> None:
             logger.setLevel(logging.CRITICAL + 1)
             continue
         handler = _handler(target, stream)
-        handler.setFormatter(logging.Formatter(fmt, datefmt="%Y-%m-%d %H:%M:%S %z"))
+        datefmt = DATE_FORMAT if console_style is None else CONSOLE_DATE_FORMAT
+        handler.setFormatter(logging.Formatter(fmt, datefmt=datefmt))
         logger.addHandler(handler)
         logger.setLevel(level)
     _access_line = compile_format(config.access_log_format, environ_key(config.request_id_header))
@@ -348,4 +353,4 @@ def _log_console(environ: dict, exchange, style) -> None:
         environ.get(key, "-") for key in ("REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL")
     )
     line = colour(f'"{request}" {code} {exchange.sent}')
-    access_log.info("[%s] %s", time.strftime("%d/%b/%Y %H:%M:%S"), line)
+    access_log.info("[%s] %s", time.strftime(CONSOLE_DATE_FORMAT), line)

@@ -13,9 +13,23 @@ import pytest
 
 from django_prodserve.management.commands.prodserve import Command
 from tests.client import Response, get
-from tests.conftest import LISTENING, children_of, pid_alive, wait_until
+from tests.conftest import LISTENING, Server, children_of, pid_alive, wait_until
 
 WARM = "Warm standby"
+WATCHING = "Watching for file changes"
+
+
+@pytest.fixture
+def serve(start_copy):
+    """start_copy(...), then wait until the supervisor watches: the server may be up before it
+    (it is launched first), and an edit before then would go unseen."""
+
+    def start(*args: str, **kwargs) -> Server:
+        server = start_copy(*args, **kwargs)
+        server.wait_for(WATCHING)
+        return server
+
+    return start
 
 
 def poll(port: int, path: str, done: Callable[[Response], bool], timeout: float = 10.0):
@@ -44,8 +58,8 @@ def descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("start", ["warm", "cold"])
-def test_an_edited_view_is_served_after_the_save(start_copy, project_copy, start):
-    server = start_copy("--reload", "--reload-start", start, "--log-level", "debug")
+def test_an_edited_view_is_served_after_the_save(serve, project_copy, start):
+    server = serve("--reload", "--reload-start", start, "--log-level", "debug")
     if start == "warm":
         server.wait_for(WARM)
     assert get(server.port, "/hello/").body == b"Hello, world!"
@@ -57,8 +71,8 @@ def test_an_edited_view_is_served_after_the_save(start_copy, project_copy, start
     assert "reloader pid" in server.output
 
 
-def test_no_request_fails_while_the_server_restarts(start_copy, project_copy):
-    server = start_copy("--reload")
+def test_no_request_fails_while_the_server_restarts(serve, project_copy):
+    server = serve("--reload")
     bodies: list[bytes] = []
     errors: list[Exception] = []
     done = threading.Event()
@@ -102,9 +116,9 @@ def test_no_request_fails_while_the_server_restarts(start_copy, project_copy):
     ],
 )
 def test_a_broken_module_shows_its_error_until_a_save_fixes_it(
-    start_copy, project_copy, file, broken, error
+    serve, project_copy, file, broken, error
 ):
-    server = start_copy("--reload")
+    server = serve("--reload")
     module = project_copy / file
     original = module.read_text()
     module.write_text(f"{original}\n{broken}\n")
@@ -116,11 +130,11 @@ def test_a_broken_module_shows_its_error_until_a_save_fixes_it(
     poll(server.port, "/hello/", lambda r: r.body == b"Hello, fixed!")
 
 
-def test_a_project_broken_at_launch_still_starts_and_recovers(start_copy, project_copy):
+def test_a_project_broken_at_launch_still_starts_and_recovers(serve, project_copy):
     views = project_copy / "demo" / "views.py"
     original = views.read_text()
     views.write_text(f"{original}\ndef broken(:\n")
-    server = start_copy("--reload", ready=False)
+    server = serve("--reload", ready=False)
     port = int(server.wait_for(LISTENING.pattern).group(3))
     server.wait_for("could not start the project")
     response, _ = poll(port, "/hello/", lambda r: r.status == 500)
@@ -129,8 +143,8 @@ def test_a_project_broken_at_launch_still_starts_and_recovers(start_copy, projec
     poll(port, "/hello/", lambda r: r.body == b"Hello, at last!")
 
 
-def test_without_debug_the_error_page_tells_nothing(start_copy, project_copy):
-    server = start_copy("--reload", env={"TESTPROJECT_DEBUG": "0"})
+def test_without_debug_the_error_page_tells_nothing(serve, project_copy):
+    server = serve("--reload", env={"TESTPROJECT_DEBUG": "0"})
     models = project_copy / "demo" / "models.py"
     models.write_text(models.read_text() + "\nundefined_name\n")
     response, _ = poll(server.port, "/hello/", lambda r: r.status == 500)
@@ -138,14 +152,14 @@ def test_without_debug_the_error_page_tells_nothing(start_copy, project_copy):
 
 
 @pytest.mark.parametrize("debug, status", [("1", 200), ("0", 404)])
-def test_static_files_are_served_only_with_debug(start_copy, debug, status):
-    server = start_copy("--reload", env={"TESTPROJECT_DEBUG": debug})
+def test_static_files_are_served_only_with_debug(serve, debug, status):
+    server = serve("--reload", env={"TESTPROJECT_DEBUG": debug})
     response = get(server.port, "/static/demo/site.css")
     assert response.status == status
 
 
-def test_a_template_edit_applies_without_a_restart(start_copy, project_copy):
-    server = start_copy("--reload")
+def test_a_template_edit_applies_without_a_restart(serve, project_copy):
+    server = serve("--reload")
     assert b"items</h1>" in get(server.port, "/db/").body
     mark = server.mark()
     replace(
@@ -156,8 +170,8 @@ def test_a_template_edit_applies_without_a_restart(start_copy, project_copy):
     assert not re.search(r"items\.html changed, reloading", server.output)
 
 
-def test_editor_droppings_and_bytecode_do_not_restart(start_copy, project_copy):
-    server = start_copy("--reload")
+def test_editor_droppings_and_bytecode_do_not_restart(serve, project_copy):
+    server = serve("--reload")
     demo = project_copy / "demo"
     droppings = [".views.py.swp", ".views.py.swx", "views.py~", ".#views.py", "#views.py#", "4913"]
     droppings += [".DS_Store", "views.py___jb_tmp___", "__pycache__/junk.cpython-311.pyc"]
@@ -172,10 +186,10 @@ def test_editor_droppings_and_bytecode_do_not_restart(start_copy, project_copy):
     assert not [line for line in changed if any(name in line for name in droppings)]
 
 
-def test_extra_files_and_globs_are_watched(start_copy, project_copy):
+def test_extra_files_and_globs_are_watched(serve, project_copy):
     (project_copy / "conf").mkdir()
     (project_copy / "notes.txt").write_text("notes")
-    server = start_copy(
+    server = serve(
         "--reload", "--reload-extra-file", "notes.txt", "--reload-extra-file", "conf/*.ini"
     )
     mark = server.mark()
@@ -190,22 +204,22 @@ def test_extra_files_and_globs_are_watched(start_copy, project_copy):
     assert "site.txt" not in server.output
 
 
-def test_requests_are_logged_like_runserver(start_copy):
-    server = start_copy("--reload")
+def test_requests_are_logged_like_runserver(serve):
+    server = serve("--reload")
     get(server.port, "/hello/")
     get(server.port, "/nowhere/")
     server.wait_for(r'^\[\d\d/\w{3}/\d{4} \d\d:\d\d:\d\d\] "GET /hello/ HTTP/1\.1" 200 13$')
     server.wait_for(r'^\[\d\d/\w{3}/\d{4} \d\d:\d\d:\d\d\] "GET /nowhere/ HTTP/1\.1" 404 \d+$')
 
 
-def test_the_warning_can_be_hidden_like_runserver_s(start_copy):
-    server = start_copy("--reload", env={"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
+def test_the_warning_can_be_hidden_like_runserver_s(serve):
+    server = serve("--reload", env={"DJANGO_RUNSERVER_HIDE_WARNING": "true"})
     assert "WARNING" not in server.output
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_to_the_supervisor_stops_every_process(start_copy, sig):
-    server = start_copy("--reload", "--log-level", "debug")
+def test_a_signal_to_the_supervisor_stops_every_process(serve, sig):
+    server = serve("--reload", "--log-level", "debug")
     server.wait_for(WARM)
     tree = descendants(server.proc.pid)
     assert len(tree) == 4  # the server's master and 2 workers, the standby
@@ -214,9 +228,9 @@ def test_a_signal_to_the_supervisor_stops_every_process(start_copy, sig):
     assert wait_until(lambda: not any(map(pid_alive, tree)), 5)
 
 
-def test_a_killed_supervisor_takes_its_servers_along(start_copy):
+def test_a_killed_supervisor_takes_its_servers_along(serve):
     """Linux only (PR_SET_PDEATHSIG): a SIGKILLed supervisor must not leave a server running."""
-    server = start_copy("--reload", "--log-level", "debug")
+    server = serve("--reload", "--log-level", "debug")
     server.wait_for(WARM)
     tree = descendants(server.proc.pid)
     server.proc.kill()

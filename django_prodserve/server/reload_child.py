@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from . import portable
@@ -79,11 +80,18 @@ class ChildState:
     """What the supervisor handed over (CHILD_ENV), and whether the server got up."""
 
     control: int  # read end: b"go", or b"error\n<message>"; EOF means "exit"
-    status: int  # write end: b"w" parked, b"r" app loaded, b"f" serving an error page
+    #: write end: b"w" parked, b"r" app loaded, b"m" report written, b"f" serving an error page
+    status: int
     events: int  # changes handled without a restart, one path per line (ChangeReplay)
     debug: bool  # the supervisor's settings.DEBUG, for error pages when settings won't load
     supervisor: int
+    reports: str  # directory for report_path()
     ready: bool = False
+
+
+def report_path(reports: str | Path, pid: int) -> Path:
+    """Where server `pid` writes what it loaded: {"modules": [[name, file], ...], "apps": [path]}."""
+    return Path(reports, f"{pid}.json")
 
 
 _state: ChildState | None = None
@@ -169,9 +177,9 @@ def adjust(config):
     )
 
 
-def ready(app):
-    """The app is loaded: import the URLconf too, tell the supervisor, and wrap the app so each
-    worker replays the supervisor's template/.mo resets.
+def ready(app, run_checks: Callable[[], None] | None):
+    """The app is loaded: import the URLconf too, tell the supervisor, start the checker, and wrap
+    the app so each worker replays the supervisor's template/.mo resets.
 
     The URLconf (and so the views) is imported here, before fork, rather than by the first
     request: the workers inherit it, and a SyntaxError in a view module becomes a boot error with
@@ -185,7 +193,44 @@ def ready(app):
     connections.close_all()  # a view module may have queried at import; workers must not share
     _state.ready = True
     os.write(_state.status, b"r")
+    server = os.getpid()
+    if os.fork() == 0:
+        _checker(server, run_checks)
     return ChangeReplay(app, _state.events)
+
+
+def _checker(server: int, run_checks: Callable[[], None] | None) -> None:
+    """A fork of the loaded server, off the path of its first requests: report what the server
+    loaded (the supervisor watches those files; the next standby imports the libraries among them),
+    then run runserver's checks and migration notice. Never returns."""
+    from django.apps import apps
+    from django.core.management.base import SystemCheckError
+
+    code = 0
+    try:
+        portable.die_with_parent(server)  # a retired server's stale notices would only confuse
+        os.nice(10)
+        report = {
+            "modules": [
+                [name, file]
+                for name, module in list(sys.modules.items())
+                if isinstance(file := getattr(module, "__file__", None), str)
+            ],
+            "apps": [config.path for config in apps.get_app_configs()],
+        }
+        report_path(_state.reports, server).write_text(json.dumps(report))
+        os.write(_state.status, b"m")
+        if run_checks is not None:
+            run_checks()
+    except SystemCheckError as exc:
+        sys.stderr.write(f"{exc}\n")  # as runserver's child shows it, without our traceback
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 class ChangeReplay:

@@ -27,7 +27,7 @@ from django.utils import autoreload
 
 from .master import LISTEN_FDS_ENV
 from .portable import wake_pipe
-from .reload_child import BOOTSTRAP, CHILD_ENV, PREIMPORT, STOP_GRACE
+from .reload_child import BOOTSTRAP, CHILD_ENV, PREIMPORT, STOP_GRACE, report_path
 from .watch import FileWatch, Watcher
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -84,6 +84,9 @@ class Reloader:
         for signum in (signal.SIGCHLD, *STOP_SIGNALS):
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.reports = tempfile.TemporaryDirectory(prefix="prodserve-reload-")
+        # The server first: it boots while this process works out what to watch.
+        self.active = self.launch(GO)
         self.files = FileWatch(self.config.reload_extra_files)
         # What a standby imports before the word: Django, prodserve and the libraries they use. A
         # change there must not be served by an interpreter that holds the old version.
@@ -91,14 +94,8 @@ class Reloader:
             Path(importlib.import_module(name.partition(".")[0]).__file__).parent
             for name in PREIMPORT
         } | self.files.installation
-        deep, flat = self.files.roots()
-        self.watcher = Watcher(deep, flat)
-        error_log.info(
-            "Watching for file changes with watchfiles: %d directories, recursively %s",
-            len(deep) + len(flat),
-            ", ".join(map(str, deep)) or "none",
-        )
-        self.active = self.launch(GO)
+        self.watcher = Watcher()
+        self.watch()
         try:
             while self.children or not self.stopping:
                 self.step()
@@ -108,6 +105,7 @@ class Reloader:
             for listener in self.listeners:
                 listener.sock.close()
             self.events.close()
+            self.reports.cleanup()
 
     def step(self) -> None:
         deadlines = [child.stop_by for child in self.children if child.stop_by is not None]
@@ -125,7 +123,7 @@ class Reloader:
                 self.on_status(child, _drain(child.status))
         self.reap()
         if self.watcher.fileno() in readable:
-            self.on_changes()
+            self.on_changes(self.watcher.changed())
         now = time.monotonic()
         for child in self.children:
             if child.stop_by is not None and now > child.stop_by:
@@ -148,6 +146,7 @@ class Reloader:
             "events": events,
             "debug": self.debug,
             "supervisor": os.getpid(),
+            "reports": self.reports.name,
         }
         env = {
             **os.environ,
@@ -189,6 +188,8 @@ class Reloader:
     def on_status(self, child: Child, data: bytes) -> None:
         if b"w" in data and child is self.standby:
             error_log.debug("Warm standby %d: Django imported, waiting", child.proc.pid)
+        if b"m" in data:
+            self.learn(child)
         if child is not self.active:
             return
         pid = child.proc.pid
@@ -208,6 +209,31 @@ class Reloader:
             return
         if self.warm and self.standby is None and not self.stopping:
             self.standby_at = time.monotonic() + delay
+
+    def learn(self, child: Child) -> None:
+        """A server reported what it loaded: watch it (the next reload may bring more)."""
+        report = report_path(self.reports.name, child.proc.pid)
+        try:
+            loaded = json.loads(report.read_text())
+            report.unlink()
+        except (OSError, ValueError) as exc:
+            error_log.warning(
+                "Server process %d: no report of its modules: %s", child.proc.pid, exc
+            )
+            return
+        files = [file for _, file in loaded["modules"]]
+        self.files.learn(files, loaded["apps"])
+        self.watch()
+
+    def watch(self) -> None:
+        """Watch what FileWatch names (also what it has learnt since the last call)."""
+        deep, flat = self.files.roots()
+        if self.watcher.add(deep, flat):
+            error_log.info(
+                "Watching for file changes with watchfiles: %d directories, recursively %s",
+                len(self.watcher.deep) + len(self.watcher.flat),
+                ", ".join(map(str, sorted(self.watcher.deep))) or "none",
+            )
 
     def reap(self) -> None:
         for child in list(self.children):
@@ -238,8 +264,7 @@ class Reloader:
 
     # events
 
-    def on_changes(self) -> None:
-        paths = self.watcher.changed()
+    def on_changes(self, paths: set[Path]) -> None:
         if self.stopping:
             return
         restart, handled = [], []

@@ -21,11 +21,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-import watchfiles
 from django.apps import apps
 from django.conf import settings
 from django.utils import autoreload
 from django.utils.autoreload import autoreload_started, file_changed
+from watchfiles._rust_notify import RustNotify
 
 from .portable import wake_pipe
 
@@ -69,10 +69,11 @@ class FileWatch:
     `autoreload_started` register through `watch_dir()` / `extra_files` — this object is their
     reloader, so template and locale directories come from django.template.autoreload and
     django.utils.translation.reloader (and any third-party receiver) exactly as under runserver.
-    This process only ran django.setup() and the checks, never the views, so the project's own
-    code is watched as directories: each sys.path entry outside the Python installation (the
-    directory of manage.py) for its top-level modules, and recursively every package found there
-    and every installed app outside site-packages. Any `.py` file in those counts, new ones too.
+    This process only ran django.setup(), never the views, so the project's own code is watched
+    as directories: each sys.path entry outside the Python installation (the directory of
+    manage.py) for its top-level modules, and recursively every package found there and every
+    installed app outside site-packages. Any `.py` file in those counts, new ones too. Each server
+    reports what it loaded (`learn`), so a new app or package is watched from the next reload on.
     """
 
     def __init__(self, extra: Iterable[str]) -> None:
@@ -84,17 +85,8 @@ class FileWatch:
         self.code_dirs = {
             path for path in map(_resolved, sys.path) if path.is_dir() and not self.installed(path)
         }
-        self.code_trees = {
-            entry
-            for directory in self.code_dirs
-            for entry in directory.iterdir()
-            if (entry / "__init__.py").is_file()
-        }
-        self.code_trees.update(
-            path
-            for path in (_resolved(app.path) for app in apps.get_app_configs())
-            if not self.installed(path)
-        )
+        self.code_trees: set[Path] = set()
+        self.add_code(app.path for app in apps.get_app_configs())
         self.extra_files: set[Path] = set()
         self.extra_globs = [str(Path(p).expanduser().absolute()) for p in extra if _has_magic(p)]
         self.directory_globs: dict[Path, set[str]] = defaultdict(set)
@@ -117,6 +109,25 @@ class FileWatch:
         self.extra_files = {_resolved(p) for p in extra if not _has_magic(p)} | {
             _resolved(p) for p in self.extra_files
         }
+
+    def add_code(self, app_paths: Iterable[str]) -> None:
+        """Watch recursively the packages at the top of the project and these apps' directories
+        (those outside the Python installation)."""
+        self.code_trees.update(
+            entry
+            for directory in self.code_dirs
+            for entry in directory.iterdir()
+            if (entry / "__init__.py").is_file()
+        )
+        self.code_trees.update(
+            path for path in map(_resolved, app_paths) if not self.installed(path)
+        )
+
+    def learn(self, module_files: Iterable[str], app_paths: Iterable[str]) -> None:
+        """A server reported what it loaded, which this process never imports (the views, an app
+        added to INSTALLED_APPS since the start): that counts too."""
+        self.module_files.update(map(_resolved, module_files))
+        self.add_code(app_paths)
 
     def watch_dir(self, path: str | Path, glob: str) -> None:
         """Django's BaseReloader.watch_dir(): also restart (or notify) for `glob` under `path`."""
@@ -172,42 +183,62 @@ class FileWatch:
 
 
 class Watcher:
-    """Two watchfiles threads (recursive and flat directories) that queue each batch of events and
-    wake the supervisor's select() through a pipe (`fileno()`)."""
+    """watchfiles notifiers (recursive and flat directories), each drained by a thread that queues
+    its batches of events and wakes the supervisor's select() through a pipe (`fileno()`).
 
-    def __init__(self, deep: list[Path], flat: list[Path]) -> None:
+    The notifiers are created in `add()`, not in the threads: once it returns the directories are
+    watched, so nothing saved after that can go unnoticed. Directories are only ever added — a
+    notifier replaced would drop the events it was still gathering.
+    """
+
+    def __init__(self) -> None:
         self.batches: queue.SimpleQueue = queue.SimpleQueue()
         self.quit = threading.Event()
         self.wake_r, self.wake_w = wake_pipe()
-        self.threads = [
-            threading.Thread(target=self.watch, args=(dirs, recursive), daemon=True)
-            for dirs, recursive in ((deep, True), (flat, False))
-            if dirs
-        ]
-        for thread in self.threads:
+        self.threads: list[threading.Thread] = []
+        self.deep: set[Path] = set()
+        self.flat: set[Path] = set()
+
+    def add(self, deep: Iterable[Path], flat: Iterable[Path]) -> bool:
+        """Also watch these directories (those not watched yet); True when there were such."""
+        deep = set(deep) - self.deep
+        flat = {path for path in set(flat) - self.flat if not self.covers(path)}
+        for dirs, recursive in ((deep, True), (flat, False)):
+            if not dirs:
+                continue
+            try:
+                notify = RustNotify(sorted(map(str, dirs)), False, False, 300, recursive, True)
+            except Exception:  # a directory vanished since roots(): the next change recomputes
+                error_log.exception("Watching for file changes failed: changes will not reload")
+                continue
+            thread = threading.Thread(target=self.watch, args=(notify,), daemon=True)
             thread.start()
+            self.threads.append(thread)
+        self.deep |= deep
+        self.flat |= flat
+        return bool(deep or flat)
+
+    def covers(self, path: Path) -> bool:
+        return any(path.is_relative_to(directory) for directory in self.deep)
 
     def fileno(self) -> int:
         return self.wake_r
 
-    def watch(self, dirs: list[Path], recursive: bool) -> None:
+    def watch(self, notify: RustNotify) -> None:
         """Watcher thread: hand each batch of events to the loop."""
-        try:
-            for batch in watchfiles.watch(
-                *dirs,
-                watch_filter=None,
-                debounce=DEBOUNCE_MS,
-                step=STEP_MS,
-                stop_event=self.quit,
-                recursive=recursive,
-                raise_interrupt=False,
-                ignore_permission_denied=True,
-            ):
-                self.batches.put(batch)
-                with contextlib.suppress(BlockingIOError):
-                    os.write(self.wake_w, b".")
-        except Exception:
-            error_log.exception("Watching for file changes failed: changes will not reload")
+        with notify:
+            while True:
+                try:
+                    batch = notify.watch(DEBOUNCE_MS, STEP_MS, 0, self.quit)
+                except Exception:
+                    error_log.exception("Watching for file changes failed: changes will not reload")
+                    return
+                if batch == "stop":
+                    return
+                if isinstance(batch, set):
+                    self.batches.put(batch)
+                    with contextlib.suppress(BlockingIOError):
+                        os.write(self.wake_w, b".")
 
     def changed(self) -> set[Path]:
         """Every path in the batches queued since the last call."""

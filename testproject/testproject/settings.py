@@ -48,4 +48,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 PRODSERVE = {
     "workers": 2,
     "timeout": 30,
+    # DEBUG is on for the tests' error pages; they serve as production does unless they --reload.
+    "reload": False,
 }

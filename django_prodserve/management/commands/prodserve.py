@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import ssl
 import sys
-import traceback
 from datetime import datetime
 
 import django
@@ -19,7 +19,7 @@ from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
 
 from ... import __version__, checks, logs, metrics, static
-from ...conf import SETTINGS, resolve
+from ...conf import SETTINGS, reloading, resolve
 from ...server import reload_child, sockets, tls, wsgi
 from ...server.hooks import Hooks
 from ...server.master import Master
@@ -89,7 +89,7 @@ class Command(BaseCommand):
             action="store_const",
             const=False,
             dest="setting_reload",
-            help="Do NOT watch files and restart on changes (runserver's flag; the default).",
+            help="Do NOT watch files and restart on changes (runserver's flag).",
         )
         parser.add_argument(
             "--nothreading",
@@ -112,28 +112,25 @@ class Command(BaseCommand):
             return self.print_config(config, sources, problems)
         if not settings.DEBUG and not settings.ALLOWED_HOSTS:
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
+        config = dataclasses.replace(config, reload=reloading(config, settings.DEBUG))
         child = reload_child.state()
         supervise = config.reload and child is None and not options["check"]
-        if child is None and (options["check"] or not options["skip_checks"]):
-            self.stdout.write("Performing system checks...\n\n")
-            try:
-                with checks.command_line(cli):
-                    self.check(display_num_errors=True)
-                self.check_migrations()
-            except Exception as exc:
-                if not supervise:
-                    raise
-                # Like runserver's reloader, outlive a broken project: the server shows the
-                # error in the browser until an edit fixes it.
-                self.stderr.write(
-                    str(exc) if isinstance(exc, CommandError) else traceback.format_exc()
-                )
+        # Under the supervisor each server runs the checks, as runserver's child does
+        # (reload_child.ready): then they see the code on disk, after every reload.
+        if child is None and not supervise and (options["check"] or not options["skip_checks"]):
+            self.run_checks(cli)
         if problems:
             raise invalid_configuration(problems)
         if options["check"]:
             return self.check_startup(config, options)
         connections.close_all()  # the checks may have opened some; workers must not share them
-        console_log = config.reload and config.accesslog is None
+        # runserver logs every request on the console; so does development (DEBUG) here, unless
+        # the access log is configured (accesslog, or the project's LOGGING).
+        console_log = (
+            (config.reload or settings.DEBUG)
+            and config.accesslog is None
+            and logs.access_log.name not in logs.configured_by_logging()
+        )
         if console_log:
             config = dataclasses.replace(config, accesslog="-")
         if child is not None:
@@ -155,12 +152,21 @@ class Command(BaseCommand):
             master.app = master.load_app()
             connections.close_all()
         if child is not None:
-            master.app = reload_child.ready(master.app)
+            run_checks = None if options["skip_checks"] else functools.partial(self.run_checks, cli)
+            master.app = reload_child.ready(master.app, run_checks)
         else:
             self.banner(config, master.listeners)
         exit_code = master.run()
         if exit_code:
             sys.exit(exit_code)
+
+    def run_checks(self, cli: dict) -> None:
+        """runserver's: the system checks (with the command line's values in force), then a word
+        about unapplied migrations."""
+        self.stdout.write("Performing system checks...\n\n")
+        with checks.command_line(cli):
+            self.check(display_num_errors=True)
+        self.check_migrations()
 
     def supervise(self, config) -> None:
         """--reload: this process keeps the sockets and watches files; fresh interpreters serve."""
@@ -180,6 +186,8 @@ class Command(BaseCommand):
             source = sources[setting.name]
             if source == "environment":
                 source += f" ({setting.env_var})"
+            if shown == "'auto'" and setting.name == "reload":
+                source += f"; {'on' if settings.DEBUG else 'off'}, as DEBUG is {settings.DEBUG}"
             if setting.name in invalid:
                 source += f"; the invalid value from {invalid[setting.name]} is ignored, see below"
             self.stdout.write(f"{setting.name} = {shown}  # {source}")

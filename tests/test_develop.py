@@ -1,0 +1,157 @@
+"""Development as runserver does it, on a fresh `django-admin startproject` site with DEBUG on,
+served by `manage.py prodserve` with no other flag (issue 17): reload by default, every request on
+the console, a new app watched, system checks and unapplied migrations at each reload."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests import conftest
+from tests.client import get
+from tests.conftest import Server
+from tests.test_reload import WATCHING, poll, replace
+
+#: What manage.py would set; the tests' own (pytest-django's) must not leak into the site.
+ENV = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+STAMP = r"\[\d\d/\w{3}/\d{4} \d\d:\d\d:\d\d\] "
+HELLO_LINE = rf'^{STAMP}"GET /hello/ HTTP/1\.1" 200 11$'
+
+
+def manage(site: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=site, env=ENV, check=True)
+
+
+@pytest.fixture
+def site(tmp_path) -> Path:
+    """`startproject mysite`, with django_prodserve installed, a /hello/ view, and migrated."""
+    root = tmp_path / "mysite"
+    root.mkdir()
+    subprocess.run([sys.executable, "-m", "django", "startproject", "mysite", root], check=True)
+    settings = root / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + "\nINSTALLED_APPS += ['django_prodserve']\n")
+    (root / "mysite" / "views.py").write_text(
+        "from django.http import HttpResponse\n\n\n"
+        "def hello(request):\n    return HttpResponse('Hello, site')\n"
+    )
+    replace(
+        root / "mysite" / "urls.py",
+        "urlpatterns = [",
+        "from . import views\n\nurlpatterns = [\n    path('hello/', views.hello),",
+    )
+    manage(root, "migrate", "-v0")
+    return root
+
+
+@pytest.fixture
+def serve_site(start_server, site, monkeypatch):
+    """`manage.py prodserve 127.0.0.1:0` in the site, as a developer runs runserver."""
+    monkeypatch.setattr(conftest, "MANAGE", site / "manage.py")
+
+    def start(*args: str, reloading: bool = True) -> Server:
+        server = start_server(*args, cwd=site, settings="mysite.settings")
+        if reloading and "--noreload" not in args:
+            server.wait_for(WATCHING)
+        return server
+
+    return start
+
+
+def add_app(site: Path, server: Server, models: str = "") -> Path:
+    """`startapp blog` while the server runs, with a /blog/ view, installed and routed."""
+    manage(site, "startapp", "blog")
+    blog = site / "blog"
+    (blog / "views.py").write_text(
+        "from django.http import HttpResponse\n\n\n"
+        "def index(request):\n    return HttpResponse('blog one')\n"
+    )
+    if models:
+        (blog / "models.py").write_text(
+            "from django.db import models\n\n\n" + textwrap.dedent(models)
+        )
+    replace(
+        site / "mysite" / "urls.py",
+        "from . import views",
+        "from blog import views as blog\n\nfrom . import views",
+    )
+    replace(
+        site / "mysite" / "urls.py",
+        "urlpatterns = [",
+        "urlpatterns = [\n    path('blog/', blog.index),",
+    )
+    settings = site / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + "INSTALLED_APPS += ['blog']\n")
+    poll(server.port, "/blog/", lambda r: r.body == b"blog one")
+    # The server reports what it loaded just after it is up; from then on the app is watched.
+    server.wait_for(rf"{WATCHING}.*recursively.*{re.escape(str(blog))}")
+    return blog
+
+
+def test_debug_reloads_by_default_and_noreload_turns_it_off(serve_site, site):
+    server = serve_site()
+    assert "reloader pid" in server.output
+    replace(site / "mysite" / "views.py", "Hello, site", "Hello, edited")
+    poll(server.port, "/hello/", lambda r: r.body == b"Hello, edited")
+    server.stop()
+    server = serve_site("--noreload")
+    assert "master pid" in server.output
+
+
+def test_with_debug_off_nothing_reloads(serve_site, site):
+    replace(site / "mysite" / "settings.py", "DEBUG = True", "DEBUG = False")
+    replace(site / "mysite" / "settings.py", "ALLOWED_HOSTS = []", "ALLOWED_HOSTS = ['*']")
+    server = serve_site(reloading=False)
+    assert "master pid" in server.output
+
+
+@pytest.mark.parametrize("flag", [(), ("--noreload",)])
+def test_every_request_is_logged_like_runserver(serve_site, flag):
+    server = serve_site(*flag)
+    assert get(server.port, "/hello/").status == 200
+    server.wait_for(HELLO_LINE)
+
+
+def test_one_timestamp_style_on_the_console(serve_site):
+    server = serve_site()
+    get(server.port, "/hello/")
+    server.wait_for(HELLO_LINE)
+    stamped = [line for line in server.lines if line.startswith("[")]
+    assert stamped
+    assert all(re.match(STAMP, line) for line in stamped), stamped
+
+
+def test_an_app_added_while_serving_is_watched_after_the_reload(serve_site, site):
+    server = serve_site()
+    blog = add_app(site, server)
+    replace(blog / "views.py", "blog one", "blog two")
+    poll(server.port, "/blog/", lambda r: r.body == b"blog two")
+
+
+def test_system_checks_run_at_every_reload(serve_site, site):
+    server = serve_site()
+    server.wait_for("System check identified no issues")
+    mark = server.mark()
+    add_app(
+        site, server, "class Item(models.Model):\n    price = models.DecimalField(max_digits=5)\n"
+    )
+    server.wait_for(
+        r"blog\.Item\.price: \(fields\.E130\) DecimalFields must define a 'decimal_places'",
+        start=mark,
+    )
+
+
+def test_unapplied_migrations_are_announced_at_each_reload(serve_site, site):
+    server = serve_site()
+    blog = add_app(
+        site, server, "class Post(models.Model):\n    title = models.CharField(max_length=20)\n"
+    )
+    mark = server.mark()
+    manage(site, "makemigrations", "blog", "-v0")
+    assert (blog / "migrations" / "0001_initial.py").is_file()
+    server.wait_for(r"You have 1 unapplied migration\(s\).*: blog\.", start=mark)
