@@ -86,7 +86,7 @@ def test_every_accepted_request_makes_a_wsgi_environ(case):
     ("target", "host", "path"),
     [
         (b"http://example.com/a?b=1", "example.com", "/a"),  # RFC 9112 §3.2.2
-        (b"https://[::1]:8443/x", "::1:8443", "/x"),
+        (b"https://[::1]:8443/x", "[::1]:8443", "/x"),
         (b"HTTP://EXAMPLE.COM", "EXAMPLE.COM", "/"),
     ],
 )

@@ -246,6 +246,10 @@ class RequestParser:
         size = len(name)
         if size + len(value) > self._max_field_size:
             raise ProtocolError(431, "header field too large")
+        if value and value[-1] in b" \t":  # an int operand: a byte test, no substring search
+            # RFC 9110 §5.5: trailing whitespace is not part of the value (llhttp strips only
+            # the leading).
+            value = value.rstrip(b" \t")
         # Only names of these lengths can matter to us: lower-case just those.
         if size == 4:
             if name.lower() == b"host":

@@ -171,7 +171,11 @@ def _origin_path(path: bytes) -> tuple[bytes, str | None]:
     url = http.httptools.parse_url(path)
     authority = None
     if url.host:
-        authority = url.host.decode("latin-1") + (f":{url.port}" if url.port else "")
+        authority = url.host.decode("latin-1")
+        if ":" in authority:  # an IPv6 literal, which httptools gives without its brackets
+            authority = f"[{authority}]"
+        if url.port:
+            authority += f":{url.port}"
     return url.path or b"/", authority
 
 
