@@ -448,12 +448,12 @@ SETTINGS: tuple[Setting, ...] = (
 HOOKS: dict[str, str] = {
     "on_starting": "on_starting(server): in the master, before sockets are bound.",
     "when_ready": "when_ready(server): in the master, once every worker is up.",
-    "pre_fork": "pre_fork(server, worker): in the master, just before a worker is forked.",
+    "pre_fork": "pre_fork(server, worker): in the generation's master, before a worker is forked.",
     "post_fork": "post_fork(server, worker): in the worker, just after the fork.",
     "worker_int": "worker_int(worker): in the worker, on SIGINT or SIGQUIT.",
     "worker_abort": "worker_abort(worker): in the worker, on SIGABRT (timeout), after the traceback.",
     "pre_exec": "pre_exec(server): in the new master on SIGUSR2, just before exec.",
-    "worker_exit": "worker_exit(server, worker): in the master, after a worker has exited.",
+    "worker_exit": "worker_exit(server, worker): in the generation's master, after a worker exits.",
     "on_exit": "on_exit(server): in the master, just before it exits.",
 }
 

@@ -97,7 +97,9 @@ class Server:
         return int(self.wait_for(MASTER_PID.pattern).group(1))
 
     def worker_pids(self) -> list[int]:
-        return children_of(self.proc.pid)
+        """The workers of every generation: the children of the master's children (each
+        generation, or --reload's server, is a fresh interpreter with workers of its own)."""
+        return [pid for generation in children_of(self.proc.pid) for pid in children_of(generation)]
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

@@ -21,6 +21,7 @@ import yaml
 
 from django_prodserve.conf import SETTINGS, resolve
 from django_prodserve.server.master import LISTEN_FDS_ENV
+from django_prodserve.server.supervisor import GENERATION_ENV
 from tests.client import get
 from tests.conftest import MANAGE, ROOT, children_of, require_tool
 
@@ -69,7 +70,8 @@ def test_every_prodserve_variable_the_docs_mention_is_a_setting():
     mentioned = set()
     for path in [*DOCUMENTS, DOCS / "Dockerfile"]:
         mentioned |= set(re.findall(r"\bPRODSERVE_[A-Z][A-Z_]*[A-Z]\b", path.read_text()))
-    assert mentioned - ENV_VARS - {LISTEN_FDS_ENV} == set()  # that one: master to new master
+    # Internal: master to new master or generation, supervisor to generation.
+    assert mentioned - ENV_VARS - {LISTEN_FDS_ENV, GENERATION_ENV} == set()
 
 
 # Docker

@@ -20,12 +20,13 @@ import time
 
 import pytest
 
-from tests.client import Connection, get, unix_request
+from tests.client import Connection, Response, get, unix_request
 from tests.conftest import MANAGE, children_of, pid_alive, wait_in_view, wait_until
 
 
 class Load:
-    """Background clients, each request on a fresh connection, counting outcomes.
+    """Background clients counting outcomes: each request on a fresh connection, or (keep_alive)
+    on one connection per client, kept until the server closes it.
 
     Bounded: stops at `max_requests` or `max_seconds`, whichever comes first.
     """
@@ -37,10 +38,13 @@ class Load:
         clients: int = 4,
         max_requests: int = 200_000,
         max_seconds: float = 60.0,
+        keep_alive: bool = False,
     ) -> None:
-        self.port, self.path = port, path
+        self.port, self.path, self.keep_alive = port, path, keep_alive
         self.ok = 0
         self.failed: list[str] = []
+        self.bodies: set[bytes] = set()
+        self.retried = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._budget = max_requests
@@ -48,21 +52,59 @@ class Load:
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
 
     def _run(self) -> None:
+        conn = None
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             with self._lock:
                 if self._budget <= 0:
-                    return
+                    break
                 self._budget -= 1
             try:
-                response = get(self.port, self.path)
+                if self.keep_alive:
+                    response, conn = self._on_kept_connection(conn)
+                else:
+                    response = get(self.port, self.path)
                 outcome = None if response.status == 200 else f"status {response.status}"
             except OSError as exc:
-                outcome = repr(exc)
+                outcome, conn = repr(exc), None
             with self._lock:
                 if outcome is None:
                     self.ok += 1
+                    self.bodies.add(response.body)
                 else:
                     self.failed.append(outcome)
+        if conn is not None:
+            conn.close()
+
+    def _on_kept_connection(self, conn: Connection | None) -> tuple[Response, Connection | None]:
+        """One request on the client's connection; the connection to use next (None: closed).
+
+        A kept-alive connection may be closed by the server just as the next request leaves (a
+        retiring worker closes its idle ones): with no byte of a response received, an HTTP
+        client sends that idempotent request again on a new connection (RFC 9112 §9.3.1), and so
+        does this one, once; `retried` counts them. Any other error is a failure.
+        """
+        raw = f"GET {self.path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+        if conn is not None:
+            try:
+                conn.send(raw)
+                return self._answered(conn)
+            except OSError:
+                if conn.buffer:
+                    raise  # part of a response came: not a request the server never saw
+                conn.close()
+                with self._lock:
+                    self.retried += 1
+        conn = Connection("127.0.0.1", self.port)
+        conn.send(raw)
+        return self._answered(conn)
+
+    @staticmethod
+    def _answered(conn: Connection) -> tuple[Response, Connection | None]:
+        response = conn.read_response()
+        if (response.header("Connection") or "").lower() == "close":
+            conn.close()
+            return response, None
+        return response, conn
 
     def __enter__(self) -> Load:
         for thread in self._threads:
@@ -94,6 +136,67 @@ def test_hup_under_load_replaces_every_worker_with_no_failed_request(start_serve
         load.wait_for_requests(50)
     assert load.failed == []
     assert len(server.worker_pids()) == 2
+
+
+def replace(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_hup_under_load_serves_the_edited_view_and_models_from_disk(start_copy, project_copy):
+    """Issue 16: the master had imported the views (system checks) and models (django.setup())
+    and forked the new workers from itself, so after a deploy and HUP they served the old code."""
+    server = start_copy("-w", "2", env={"TESTPROJECT_DEBUG": "0"})
+    master = server.proc.pid
+    with (
+        Load(server.port, clients=2) as fresh,
+        Load(server.port, clients=2, keep_alive=True) as kept,
+    ):
+        fresh.wait_for_requests(30)
+        kept.wait_for_requests(30)
+        # A deploy: a new function in a models module, and a view that uses it.
+        models, views = project_copy / "demo" / "models.py", project_copy / "demo" / "views.py"
+        models.write_text(models.read_text() + '\n\ndef greeting():\n    return "Hello, HUP!"\n')
+        replace(views, 'HttpResponse(b"Hello, world!"', "HttpResponse(models.greeting()")
+        replace(views, "from .models import Item", "from . import models\nfrom .models import Item")
+        mark = server.mark()
+        server.signal(signal.SIGHUP)
+        server.wait_for(r"Ready: 2 worker", start=mark)
+        server.wait_for(r"Generation pid \d+ serves; stopping pid \d+ gracefully", start=mark)
+        assert wait_until(lambda: get(server.port, "/hello/").body == b"Hello, HUP!", timeout=10)
+        fresh.wait_for_requests(30)
+        kept.wait_for_requests(30)
+    assert fresh.failed == [] and kept.failed == []
+    assert b"Hello, HUP!" in fresh.bodies and b"Hello, HUP!" in kept.bodies
+    assert server.proc.pid == master and server.proc.poll() is None
+    assert len(server.worker_pids()) == 2
+    print(
+        f"\nkept-alive requests sent again after the server closed the connection: {kept.retried}"
+    )
+
+
+def test_hup_with_a_broken_deploy_keeps_the_old_generation_serving(start_copy, project_copy):
+    server = start_copy("-w", "1", env={"TESTPROJECT_DEBUG": "0"})
+    [old] = children_of(server.proc.pid)
+    views = project_copy / "demo" / "views.py"
+    with Load(server.port, clients=2) as load:
+        load.wait_for_requests(20)
+        replace(views, "def hello(request):", "def hello(request) oops:")
+        mark = server.mark()
+        server.signal(signal.SIGHUP)
+        server.wait_for(r"the new generation \(pid \d+\) exited before it was ready", start=mark)
+        load.wait_for_requests(20)
+    assert load.failed == [] and load.bodies == {b"Hello, world!"}
+    assert "SyntaxError" in server.output
+    assert children_of(server.proc.pid) == [old]
+    # Fixed, the next HUP serves the new code.
+    replace(views, "def hello(request) oops:", "def hello(request):")
+    replace(views, "Hello, world!", "Hello, fixed!")
+    mark = server.mark()
+    server.signal(signal.SIGHUP)
+    server.wait_for(r"Generation pid \d+ serves; stopping pid \d+ gracefully", start=mark)
+    assert wait_until(lambda: get(server.port, "/hello/").body == b"Hello, fixed!", timeout=10)
 
 
 def test_kill_9_under_load_replaces_the_worker_fast_and_fails_at_most_in_flight(start_server):
@@ -253,6 +356,7 @@ def test_server_hooks_run_in_the_right_processes(start_server, tmp_path):
     server = start_server(
         "-w", "2", settings="testproject.settings_hooks", env={"HOOKS_LOG": str(log)}
     )
+    [generation] = map(str, children_of(server.proc.pid))
     workers = set(server.worker_pids())
     os.kill(next(iter(workers)), signal.SIGKILL)
     assert wait_until(lambda: "worker_exit" in log.read_text())
@@ -260,10 +364,13 @@ def test_server_hooks_run_in_the_right_processes(start_server, tmp_path):
     assert server.wait_exit() == 0
     entries = [line.split() for line in log.read_text().splitlines()]
     master = str(server.proc.pid)
+    # The master the operator sees runs the start-and-stop hooks; the worker hooks run in the
+    # master of the workers' generation.
     assert [pid for name, pid in entries if name == "on_starting"] == [master]
     assert [pid for name, pid in entries if name == "when_ready"] == [master]
+    assert [pid for name, pid in entries if name == "on_exit"] == [master]
     assert {pid for name, pid in entries if name == "post_fork"} >= {str(p) for p in workers}
-    assert all(pid == master for name, pid in entries if name in ("worker_exit", "on_exit"))
+    assert {pid for name, pid in entries if name in ("pre_fork", "worker_exit")} == {generation}
     assert entries[-1][0] == "on_exit"
 
 

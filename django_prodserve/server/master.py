@@ -1,5 +1,7 @@
-"""The master process: owns the listening sockets, forks workers, keeps their number, stops them.
+"""A generation's master: forks the workers, keeps their number, aborts the silent ones, stops them.
 
+It runs in a fresh interpreter that imported the project (supervisor.py starts one per generation
+in production; reloader.py one per change with --reload), so its workers serve the code on disk.
 It never accepts a client. Signals arrive through a wakeup pipe (each byte a signal number), so the
 loop is a plain `select` on one fd with a timeout for the periodic checks.
 """
@@ -13,6 +15,7 @@ import select
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..logs import reopen_files
@@ -64,7 +67,15 @@ def set_title(role: str, config) -> None:
 
 
 class Master:
-    def __init__(self, config, listeners=(), app=None, load_app=None) -> None:
+    def __init__(
+        self,
+        config,
+        listeners=(),
+        app=None,
+        load_app=None,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        """`announce`, in a generation (supervisor.py), takes the Ready line instead of the log."""
         self.config = config
         self.listeners = list(listeners)
         self.app = app
@@ -79,16 +90,15 @@ class Master:
         self.ready = False
         self.boot_failures = 0
         self.spawn_after = 0.0
-        self.new_master: int | None = None
+        self.announce = announce
 
     def run(self) -> int:
         """Serve until stopped; the return value is the process exit status."""
-        set_title("master", self.config)
+        set_title("master" if self.announce is None else "generation", self.config)
         self.wake_r, self.wake_w = wake_pipe()
         for signum in HANDLED:
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        self.write_pidfile(self.config.pidfile)
         # Everything imported so far (Django, settings, models; the app when preloaded) moves to
         # the permanent generation: the workers' collector never writes to those pages, so they
         # stay shared after fork (measured: 22 → 12 MiB per worker with preload_app).
@@ -113,7 +123,6 @@ class Master:
                 listener.sock.close()
             signal.set_wakeup_fd(-1)
             self.hooks("on_exit", self)
-            self.remove_pidfile()
         error_log.info("Shutdown complete")
         return self.exit_code
 
@@ -160,8 +169,6 @@ class Master:
         elif signum == signal.SIGUSR1:
             reopen_files()
             self.kill_all(signal.SIGUSR1)
-        elif signum == signal.SIGUSR2:
-            self.reexec()
 
     def stop(self, graceful: bool, why: str) -> None:
         if self.stop_deadline is not None and graceful:
@@ -261,8 +268,6 @@ class Master:
             if pid == 0:
                 return
             code = os.waitstatus_to_exitcode(status)
-            if pid == self.new_master:
-                self.new_master_exited(code)
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # not a worker (we may be PID 1 and inherit orphans): reaped, done
@@ -318,12 +323,15 @@ class Master:
             for worker in list(self.workers.values()):
                 if worker.generation != self.generation and not worker.stopping:
                     self.stop_worker(worker, signal.SIGTERM)
-            error_log.info(
-                "Ready: %d worker(s), pids %s", len(current), " ".join(str(w.pid) for w in current)
-            )
-            if self.generation == 0:
-                self.hooks("when_ready", self)
-                notify_systemd(b"READY=1")
+            pids = " ".join(str(w.pid) for w in current)
+            message = f"Ready: {len(current)} worker(s), pids {pids}"
+            if self.announce is not None:
+                self.announce(message)  # the supervisor logs it, runs when_ready, tells systemd
+            else:
+                error_log.info("%s", message)
+                if self.generation == 0:
+                    self.hooks("when_ready", self)
+                    notify_systemd(b"READY=1")
 
     def check_timeouts(self, now: float) -> None:
         timeout = self.config.timeout
@@ -345,71 +353,6 @@ class Master:
                 worker.aborted_at = now
                 worker.stopping = True
                 send_signal(worker.pid, signal.SIGABRT)
-
-    # zero-downtime upgrade (SIGUSR2)
-
-    def reexec(self) -> None:
-        """Start a new master from the code on disk, handing it our listening sockets.
-
-        Both masters serve until the operator stops the old one (TERM, or WINCH then TERM).
-        """
-        if self.new_master is not None:
-            error_log.warning("SIGUSR2 ignored: new master %d is still running", self.new_master)
-            return
-        from django.utils.autoreload import get_child_arguments
-
-        args = get_child_arguments()
-        fds = [listener.sock.fileno() for listener in self.listeners]
-        env = {**os.environ, LISTEN_FDS_ENV: ",".join(map(str, fds))}
-        pid = os.fork()
-        if pid:
-            self.new_master = pid
-            error_log.info("SIGUSR2: started new master %d", pid)
-            self.move_pidfile(self.config.pidfile, self.oldbin)
-            return
-        try:
-            signal.set_wakeup_fd(-1)
-            for fd in fds:
-                os.set_inheritable(fd, True)
-            self.hooks("pre_exec", self)
-            os.execve(args[0], args, env)
-        finally:
-            os._exit(1)
-
-    def new_master_exited(self, code: int) -> None:
-        error_log.warning(
-            "New master %d exited (status %d); this master carries on", self.new_master, code
-        )
-        self.new_master = None
-        self.move_pidfile(self.oldbin, self.config.pidfile)
-
-    # pidfile
-
-    @property
-    def oldbin(self) -> str | None:
-        """Where the pidfile moves while a new master runs (nginx's name); None without one."""
-        return self.config.pidfile and self.config.pidfile + ".oldbin"
-
-    def write_pidfile(self, path: str | None) -> None:
-        if path:
-            with open(path, "w") as f:
-                f.write(f"{os.getpid()}\n")
-
-    def move_pidfile(self, old: str | None, new: str | None) -> None:
-        if old and new:
-            try:
-                os.replace(old, new)
-            except FileNotFoundError:
-                self.write_pidfile(new)
-
-    def remove_pidfile(self) -> None:
-        for path in (self.config.pidfile, self.oldbin):
-            try:
-                with open(path) as f:
-                    if int(f.read().strip() or 0) == os.getpid():
-                        os.unlink(path)
-            except (TypeError, FileNotFoundError, ValueError):
-                pass
 
 
 def notify_systemd(message: bytes) -> None:

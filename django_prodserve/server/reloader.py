@@ -5,6 +5,8 @@ Why a fresh interpreter and not fork(): this process ran django.setup() (manage.
 any command), so it holds the code as it was. Why the sockets stay here: a request that arrives
 during a restart waits in the backlog instead of being refused. Why it never exits on the app's
 errors: a child that cannot boot serves its traceback, and any exit just waits for the next change.
+A child's lifecycle (spawn on the inherited sockets, status pipe, retire, kill when overdue) is
+supervisor.py's, which production's HUP generations use too.
 """
 
 from __future__ import annotations
@@ -17,17 +19,15 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.utils import autoreload
 
-from .master import LISTEN_FDS_ENV
 from .portable import wake_pipe
 from .reload_child import BOOTSTRAP, CHILD_ENV, PREIMPORT, STOP_GRACE, report_path
+from .supervisor import Child, describe_exit, drain, kill_overdue, next_deadline, spawn
 from .watch import FileWatch, Watcher
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -46,18 +46,6 @@ def child_command() -> list[str]:
     rest = args[1 + len(options) :]
     target = ["module", *rest[1:]] if rest[0] == "-m" else ["script", *rest]
     return [args[0], *options, "-c", BOOTSTRAP, *target]
-
-
-@dataclass(eq=False)
-class Child:
-    """One server interpreter: parked (standby), serving, or on its way out."""
-
-    proc: subprocess.Popen
-    control: int | None  # write end, until it is told what to do
-    status: int  # read end
-    word: bytes = b""
-    failed: bool = False
-    stop_by: float | None = None
 
 
 class Reloader:
@@ -108,27 +96,20 @@ class Reloader:
             self.reports.cleanup()
 
     def step(self) -> None:
-        deadlines = [child.stop_by for child in self.children if child.stop_by is not None]
-        if self.standby_at is not None:
-            deadlines.append(self.standby_at)
-        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         fds = [self.wake_r, self.watcher.fileno(), *(child.status for child in self.children)]
-        readable = select.select(fds, [], [], timeout)[0]
+        readable = select.select(fds, [], [], next_deadline(self.children, self.standby_at))[0]
         if self.wake_r in readable:
-            for signum in _drain(self.wake_r):
+            for signum in drain(self.wake_r):
                 if signum in STOP_SIGNALS:
                     self.stop(signum)
         for child in list(self.children):
             if child.status in readable:
-                self.on_status(child, _drain(child.status))
+                self.on_status(child, drain(child.status))
         self.reap()
         if self.watcher.fileno() in readable:
             self.on_changes(self.watcher.changed())
         now = time.monotonic()
-        for child in self.children:
-            if child.stop_by is not None and now > child.stop_by:
-                child.proc.kill()
-                child.stop_by = now + 1.0  # reaped on its SIGCHLD; killed again if not
+        kill_overdue(self.children, now)
         if self.standby_at is not None and now >= self.standby_at:
             self.standby_at = None
             self.standby = self.start()
@@ -138,31 +119,25 @@ class Reloader:
     def start(self) -> Child:
         """A new interpreter, parked after importing Django until it is told what to do."""
         control_r, control_w = os.pipe()
-        status_r, status_w = os.pipe()
         events = self.events.fileno()
-        state = {
-            "control": control_r,
-            "status": status_w,
-            "events": events,
-            "debug": self.debug,
-            "supervisor": os.getpid(),
-            "reports": self.reports.name,
-        }
-        env = {
-            **os.environ,
-            CHILD_ENV: json.dumps(state),
-            LISTEN_FDS_ENV: ",".join(map(str, self.fds)),
-            autoreload.DJANGO_AUTORELOAD_ENV: "true",  # RUN_MAIN, as in runserver's child
-        }
+
+        def env_for(status: int) -> dict[str, str]:
+            state = {
+                "control": control_r,
+                "status": status,
+                "events": events,
+                "debug": self.debug,
+                "supervisor": os.getpid(),
+                "reports": self.reports.name,
+            }
+            # RUN_MAIN, as in runserver's child
+            return {CHILD_ENV: json.dumps(state), autoreload.DJANGO_AUTORELOAD_ENV: "true"}
+
         try:
-            proc = subprocess.Popen(
-                self.command, env=env, pass_fds=(*self.fds, control_r, status_w, events)
-            )
+            child = spawn(self.command, self.fds, env_for, keep=(control_r, events))
         finally:
             os.close(control_r)
-            os.close(status_w)
-        os.set_blocking(status_r, False)
-        child = Child(proc, control_w, status_r)
+        child.control = control_w
         self.children.append(child)
         return child
 
@@ -182,8 +157,7 @@ class Reloader:
         return child
 
     def retire(self, child: Child, sig: int) -> None:
-        child.proc.send_signal(sig)
-        child.stop_by = time.monotonic() + STOP_GRACE + 1.0
+        child.retire(sig, STOP_GRACE + 1.0)
 
     def on_status(self, child: Child, data: bytes) -> None:
         if b"w" in data and child is self.standby:
@@ -253,7 +227,7 @@ class Reloader:
 
     def active_exited(self, child: Child, code: int) -> None:
         """The server went away by itself: say so on the console and, once, in the browser."""
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        how = describe_exit(code)
         error_log.error("Server process %d exited (%s); waiting for a change", child.proc.pid, how)
         if child.word == GO:
             message = (
@@ -293,14 +267,6 @@ class Reloader:
             if child.stop_by is None:
                 fast = child is self.active and signum != signal.SIGTERM
                 self.retire(child, signum if fast else signal.SIGTERM)
-
-
-def _drain(fd: int) -> bytes:
-    data = b""
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(fd, 4096):
-            data += chunk
-    return data
 
 
 def _noop(signum, frame) -> None:

@@ -17,12 +17,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.management.commands.runserver import naiveip_re
 from django.core.servers.basehttp import get_internal_wsgi_application
 from django.db import connections
+from django.urls import get_resolver
 
 from ... import __version__, checks, logs, metrics, static
 from ...conf import SETTINGS, reloading, resolve
-from ...server import reload_child, sockets, tls, wsgi
+from ...server import reload_child, sockets, supervisor, tls, wsgi
 from ...server.hooks import Hooks
 from ...server.master import Master
+from ...server.supervisor import Supervisor
 from ...server.worker import Listener
 
 
@@ -114,10 +116,13 @@ class Command(BaseCommand):
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
         config = dataclasses.replace(config, reload=reloading(config, settings.DEBUG))
         child = reload_child.state()
+        generation = supervisor.generation()
         supervise = config.reload and child is None and not options["check"]
-        # Under the supervisor each server runs the checks, as runserver's child does
-        # (reload_child.ready): then they see the code on disk, after every reload.
-        if child is None and not supervise and (options["check"] or not options["skip_checks"]):
+        # Under the --reload supervisor each server runs the checks, as runserver's child does
+        # (reload_child.ready): then they see the code on disk, after every reload. So do the
+        # generations after the first (a HUP): the first serves the code checked here.
+        checked = child is None and not supervise and (generation is None or generation.checks)
+        if checked and (options["check"] or not options["skip_checks"]):
             self.run_checks(cli)
         if problems:
             raise invalid_configuration(problems)
@@ -135,27 +140,56 @@ class Command(BaseCommand):
             config = dataclasses.replace(config, accesslog="-")
         if child is not None:
             config = reload_child.adjust(config)
+        if generation is not None:
+            config = generation.adjust(config)
         logs.configure(config, self.style if console_log else None)
         if supervise:
             return self.supervise(config)
+        if child is None and generation is None:
+            return self.serve_generations(config)
+        self.serve(config, options, cli, generation)
+
+    def serve_generations(self, config) -> None:
+        """Production: this process keeps the sockets, the signals and the pidfile; each generation
+        of workers is a fresh interpreter that imports the code on disk (server/supervisor.py)."""
+        try:
+            top = Supervisor(config)
+        except ImportError as exc:
+            raise CommandError(f"A server hook could not be imported: {exc}") from exc
+        top.hooks("on_starting", top)
+        if config.umask is not None:
+            os.umask(config.umask)
+        top.listeners = self.bind(config)
+        self.banner(config, top.listeners)
+        exit_code = top.run()
+        if exit_code:
+            sys.exit(exit_code)
+
+    def serve(self, config, options, cli: dict, generation: supervisor.Generation | None) -> None:
+        """A generation (production) or a --reload server: the master of this interpreter's
+        workers, on the supervisor's sockets; no checks, no banner."""
+        announce = generation.ready if generation is not None else None
         try:
             load_app = metrics.instrument(config, self.wsgi_loader(options, config))
-            master = Master(config, load_app=load_app)
+            master = Master(config, load_app=load_app, announce=announce)
         except ImportError as exc:
             raise CommandError(f"A server hook could not be imported: {exc}") from exc
         master.hooks("on_starting", master)
         if config.umask is not None:
             os.umask(config.umask)
         master.listeners = self.bind(config)
+        if generation is not None:
+            # The URLconf (so the views), as the system checks did when workers were forked from
+            # the process that ran them: every worker of a generation, a respawned one too, serves
+            # the code the generation started with, and a broken view fails the boot.
+            get_resolver().url_patterns  # noqa: B018  (the import is the point)
         if config.preload_app:
             # A broken app raises here: traceback and exit 1, no worker forked.
             master.app = master.load_app()
-            connections.close_all()
-        if child is not None:
+        connections.close_all()
+        if announce is None:
             run_checks = None if options["skip_checks"] else functools.partial(self.run_checks, cli)
             master.app = reload_child.ready(master.app, run_checks)
-        else:
-            self.banner(config, master.listeners)
         exit_code = master.run()
         if exit_code:
             sys.exit(exit_code)
