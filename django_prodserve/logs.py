@@ -26,6 +26,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .server.http import environ_key
+
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 #: On the development console, runserver's time (django.utils.log.ServerFormatter's server_time)
@@ -86,7 +88,9 @@ def configure(config, console_style=None) -> None:
         handler.setFormatter(logging.Formatter(fmt, datefmt=datefmt))
         logger.addHandler(handler)
         logger.setLevel(level)
-    _access_line = compile_format(config.access_log_format, environ_key(config.request_id_header))
+    _access_line = compile_format(
+        config.access_log_format, environ_key(config.request_id_header or "")
+    )
     _console_style = console_style
 
 
@@ -181,14 +185,6 @@ _KEYED_ATOM = re.compile(r"\{([^}]+)\}([ioe])")
 #: Each % of a format: an atom, "%%", or (no group) a stray one.
 _PERCENT = re.compile(r"%(%|\(([^)]*)\))?")
 _JSON_ATOM = re.compile(r"%\(([^)]*)\)s")
-
-
-def environ_key(header: str | None) -> str:
-    """The environ key of a request header ('' for none): X-Request-ID → HTTP_X_REQUEST_ID."""
-    if not header:
-        return ""
-    key = header.upper().replace("-", "_")
-    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
 def _atom(key: str, request_id_key: str) -> Atom:

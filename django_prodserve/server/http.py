@@ -486,7 +486,65 @@ class _EmptyBody:
 EMPTY_BODY = _EmptyBody()
 
 
+def environ_key(name: str) -> str:
+    """The WSGI environ key of a header field name (RFC 3875 §4.1.18, PEP 3333): 'X-Request-ID'
+    → 'HTTP_X_REQUEST_ID'; Content-Type and Content-Length go without the prefix.
+
+    '' for none: an empty name, or one with '_', whose field the server drops, since
+    'X_Forwarded_For' would map to the key of 'X-Forwarded-For' (nginx drops them too).
+    """
+    if not name or "_" in name:
+        return ""
+    key = name.upper().replace("-", "_")
+    return key if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH" else "HTTP_" + key
+
+
 # Response heads
+
+#: How a response body is delimited (RFC 9112 §6.3): see response_framing.
+NO_BODY = 0  # HEAD, 1xx, 204, 304: nothing the app returns is sent
+FIXED = 1  # Content-Length
+CHUNKED = 2
+UNTIL_CLOSE = 3  # HTTP/1.0 without a length: closing the connection ends the body
+
+_TRANSFER_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_END_CLOSE = b"Connection: close\r\n\r\n"
+_END_KEEP_ALIVE_1_0 = b"Connection: keep-alive\r\n\r\n"
+
+
+def response_framing(
+    method: str, version: str, code: int, length: int | None, known: int | None, keep_alive: bool
+) -> tuple[bytes, int, int | None, bool]:
+    """How a response head ends, how its body is framed, and whether the connection persists:
+    RFC 9112 §6.3 and §9.3, decided here and nowhere else.
+
+    `length` is the app's own Content-Length, `known` the body's size where the server knows it
+    (a one-chunk body, a file), `keep_alive` whether the request and the server let the
+    connection persist. Returns (the head's last lines: a framing field the app did not give,
+    Connection where it differs from the version's default, the empty line; the framing; the
+    body's length or None; whether the connection persists).
+    """
+    if code < 200 or code == 204 or code == 304:  # RFC 9110 §15.2, §15.3.5, §15.4.5: no content
+        framing, add = NO_BODY, b""
+    elif length is not None:
+        framing, add = FIXED, b""
+    elif known is not None:
+        framing, add, length = FIXED, b"Content-Length: %d\r\n" % known, known
+    elif method == "HEAD":  # no body to delimit, so no framing to announce
+        framing, add = NO_BODY, b""
+    elif version == "1.1":
+        framing, add = CHUNKED, _TRANSFER_CHUNKED
+    else:  # HTTP/1.0 has no chunked coding (RFC 9112 §7): the close delimits the body
+        framing, add, keep_alive = UNTIL_CLOSE, b"", False
+    if method == "HEAD":  # RFC 9110 §9.3.2: GET's head, without the body
+        framing = NO_BODY
+    if not keep_alive:
+        end = _END_CLOSE
+    elif version == "1.0":  # RFC 9112 §9.3: HTTP/1.0 persists only when the response says so
+        end = _END_KEEP_ALIVE_1_0
+    else:
+        end = b"\r\n"
+    return (add + end if add else end), framing, length, keep_alive
 
 
 def status_line(status: str) -> bytes:
@@ -518,6 +576,26 @@ def _new_second(now: float) -> None:
     second = int(now)
     line = b"Date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
     _date[:] = [float(second), line, line + SERVER_HEADER]
+
+
+def health_response(request: Request, ok: bool) -> tuple[bytes, bool]:
+    """The health check path's answer, made without the app: 200 while serving, 503 (and a
+    close) once a graceful stop began. Returns it and whether the connection persists."""
+    body = b"ok\n" if ok else b"stopping\n"
+    code = 200 if ok else 503
+    end, framing, _, keep_alive = response_framing(
+        request.method, request.version, code, len(body), None, ok and request.keep_alive
+    )
+    head = b"".join(
+        (
+            status_line(f"{code} {HTTPStatus(code).phrase}"),
+            date_and_server(),
+            b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            end,
+        )
+    )
+    return (head if framing == NO_BODY else head + body), keep_alive
 
 
 def error_response(status: int) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from .http import ProtocolError
+from .http import ProtocolError, environ_key
 
 X_FORWARDED_KEYS = (
     "HTTP_X_FORWARDED_FOR",
@@ -68,8 +68,7 @@ class ForwardedHeaders:
     ) -> None:
         self.trust = trust
         self.secure = [
-            ("HTTP_" + name.upper().replace("-", "_"), value.lower())
-            for name, value in secure_scheme_headers.items()
+            (environ_key(name), value.lower()) for name, value in secure_scheme_headers.items()
         ]
         secure_keys = tuple(key for key, _ in self.secure if key not in FORWARDED_KEYS)
         self.strip = FORWARDED_KEYS + secure_keys

@@ -655,8 +655,9 @@ class Worker:
         while ready:
             req = ready.popleft()
             if req.target == self.health:
-                conn.send(health_response(not self.stopping, req.keep_alive))
-                if self.stopping or not req.keep_alive:
+                response, keep_alive = http.health_response(req, not self.stopping)
+                conn.send(response)
+                if not keep_alive:
                     return False
                 continue
             self.current = req
@@ -815,20 +816,6 @@ class Worker:
         if time.monotonic() > self.deadline:
             return False
         return bool(self.connections)
-
-
-def health_response(ok: bool, keep_alive: bool = True) -> bytes:
-    body = b"ok\n" if ok else b"stopping\n"
-    return b"".join(
-        (
-            b"HTTP/1.1 200 OK\r\n" if ok else b"HTTP/1.1 503 Service Unavailable\r\n",
-            http.date_and_server(),
-            b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
-            b"Content-Length: %d\r\n" % len(body),
-            b"\r\n" if ok and keep_alive else b"Connection: close\r\n\r\n",
-            body,
-        )
-    )
 
 
 def _has_pending(sock) -> bool:

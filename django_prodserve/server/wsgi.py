@@ -87,14 +87,7 @@ _header_keys: dict[bytes, str] = {
 
 
 def _header_key(name: bytes) -> str:
-    text = name.decode("latin-1")
-    if "_" in text:
-        # A client could send X_Forwarded_For to pose as X-Forwarded-For: both map to one key.
-        key = ""
-    else:
-        key = text.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
+    key = http.environ_key(name.decode("latin-1"))
     if len(_header_keys) < 1024:
         _header_keys[name] = key
     return key
@@ -186,8 +179,6 @@ _header_lines: dict[tuple[str, str], bytes | tuple[bytes, int]] = {}
 # status → (code, b"HTTP/1.1 status\r\n"), for the statuses apps use; start_response validates
 # each once.
 _statuses: dict[str, tuple[int, bytes]] = {}
-_TAIL_CLOSE = b"Connection: close\r\n\r\n"
-_TAIL_KEEP_ALIVE_1_0 = b"Connection: keep-alive\r\n\r\n"
 
 
 class Exchange:
@@ -273,29 +264,13 @@ class Exchange:
                 append(http.date_header())
             if "s" not in own:
                 append(http.SERVER_HEADER)
-        code = self.code
         req = self.req
-        if code < 200 or code == 204 or code == 304:
-            self.bodyless = True
-        else:
-            self.bodyless = req.method == "HEAD"
-            if length is None:
-                if body_length is not None:
-                    length = body_length
-                    append(b"Content-Length: %d\r\n" % length)
-                elif req.version == "1.1":
-                    if not self.bodyless:
-                        self.chunked = True
-                        append(b"Transfer-Encoding: chunked\r\n")
-                else:
-                    self.keep_alive = False
-        self.length = length
-        if not self.keep_alive:
-            append(_TAIL_CLOSE)
-        elif req.version == "1.0":
-            append(_TAIL_KEEP_ALIVE_1_0)
-        else:
-            append(b"\r\n")
+        end, framing, self.length, self.keep_alive = http.response_framing(
+            req.method, req.version, self.code, length, body_length, self.keep_alive
+        )
+        append(end)
+        self.bodyless = framing == http.NO_BODY
+        self.chunked = framing == http.CHUNKED
         self.head_sent = True
         return b"".join(lines)
 
