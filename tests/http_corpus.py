@@ -335,6 +335,108 @@ REJECT: tuple[Reject, ...] = (
            POST + b"Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AA\r\n"
            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n" + END,
            501, "RFC 9110 §7.8; RFC 7540 §3.2 (h2c upgrade with a body)"),
+    # waitress tests/test_parser.py: each test whose input is a request, completed where waitress
+    # feeds a partial head (often as HTTP/8.4) into an HTTP/1.1 request with a Host. Its helpers'
+    # own tests (split_uri, get_header_lines, crack_first_line's results) are covered by the
+    # request-line and target cases above and the ones here.
+    Reject("w-version-first", b"HTTP/1.0 GET /foobar\r\n\r\n", 400,
+           "waitress test_received_get_no_headers"),
+    Reject("w-version-first-space-header", b"HTTP/1.0 GET /foobar\r\n Host: foo\r\n\r\n", 400,
+           "waitress test_received_bad_host_header"),
+    Reject("w-cl-over-body-limit", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"Content-Length: 10\r\n\r\n", 413, "waitress test_received_cl_too_large",
+           {"body": 2}),
+    Reject("w-head-over-limit", b"GET /foobar HTTP/1.1\r\n" + HOST + b"X-Foo: 1\r\n\r\n", 431,
+           "waitress test_received_headers_too_large", {"field_size": 2}),
+    Reject("w-chunked-over-body-limit", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"Transfer-Encoding: chunked\r\nX-Foo: 1\r\n\r\n1d\r\n"
+           b"This string has 29 characters\r\n0\r\n\r\n", 413,
+           "waitress test_received_body_too_large", {"body": 2}),
+    Reject("w-chunk-ext-empty", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"Transfer-Encoding: chunked\r\nX-Foo: 1\r\n\r\n1d;\r\n"
+           b"This string has 29 characters\r\n0\r\n\r\n", 400,
+           "waitress test_received_body_too_large's chunk (waitress takes a ';' with no name; "
+           "RFC 9112 §7.1.1: chunk-ext-name is a token)"),
+    Reject("w-chunk-garbage", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"Transfer-Encoding: chunked\r\nX-Foo: 1\r\n\r\ngarbage\r\n", 400,
+           "waitress test_received_error_from_parser"),
+    Reject("w-cl-letters", b"GET /foobar HTTP/1.1\r\n" + HOST + b"content-length: abc\r\n\r\n",
+           400, "waitress test_parse_header_bad_content_length"),
+    Reject("w-cl-plus", b"GET /foobar HTTP/1.1\r\n" + HOST + b"content-length: +10\r\n\r\n",
+           400, "waitress test_parse_header_bad_content_length_plus"),
+    Reject("w-cl-minus", b"GET /foobar HTTP/1.1\r\n" + HOST + b"content-length: -10\r\n\r\n",
+           400, "waitress test_parse_header_bad_content_length_minus"),
+    Reject("w-cl-twice", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"content-length: 10\r\ncontent-length: 20\r\n\r\n", 400,
+           "waitress test_parse_header_multiple_content_length"),
+    Reject("w-te-and-cl", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"transfer-encoding: chunked\r\ncontent-length: 10\r\n\r\n" + END, 400,
+           "waitress test_parse_header_11_te_chunked_with_cl_close_connection (waitress serves "
+           "it, then closes; RFC 9112 §6.1 lets a server refuse it)"),
+    Reject("w-lf-only", b"GET /foobar HTTP/1.1\n" + HOST + b"foo: bar\r\n\r\n", 400,
+           "waitress test_parse_header_lf_only"),
+    Reject("w-cr-only", b"GET /foobar HTTP/1.1\r" + HOST + b"foo: bar\r\n\r\n", 400,
+           "waitress test_parse_header_cr_only"),
+    Reject("w-lf-in-value", b"GET /foobar HTTP/1.1\r\n" + HOST + b"foo: \nbar\r\n\r\n", 400,
+           "waitress test_parse_header_extra_lf_in_header"),
+    Reject("w-lf-in-request-line", b"GET /foobar\n HTTP/1.1\r\n" + HOST + b"\r\n", 400,
+           "waitress test_parse_header_extra_lf_in_first_line"),
+    Reject("w-vtab-starts-value", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"foo: bar\r\nfoo: \x0bbaz\r\n\r\n", 400, "waitress test_parse_header_invalid_chars"),
+    Reject("w-ctl-ends-value", b"GET /foobar HTTP/1.1\r\n" + HOST + b"foo: bar\r\nfoo: "
+           + b"x" * 35 + b"\x10\r\n\r\n", 400, "waitress test_parse_header_invalid_backtrack_bad"),
+    Reject("w-folded-list", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"foo: bar, whatever,\r\n more, please, yes\r\n\r\n", 400,
+           "waitress test_parse_header_multiple_values_header_folded (waitress unfolds; "
+           "RFC 9112 §5.2 lets a server refuse obs-fold)"),
+    Reject("w-folded-list-repeated", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"foo: bar, whatever,\r\n more\r\nfoo: please, yes\r\n\r\n", 400,
+           "waitress test_parse_header_multiple_values_header_folded_multiple; RFC 9112 §5.2"),
+    Reject("w-version-word", b"GET / bleh\r\n" + HOST + b"\r\n", 400,
+           "waitress test_crack_first_line_nomatch"),
+    Reject("w-no-version", b"GET /\r\n" + HOST + b"\r\n", 505,
+           "waitress test_crack_first_line_missing_version"),
+    Reject("w-nul-in-method", b"GE\x00 /foobar HTTP/1.1\r\n" + HOST + b"\r\n", 400,
+           "waitress test_crack_first_line_bad_method"),
+    Reject("w-version-dots", b"GET /foobar HTTP/.1.\r\n" + HOST + b"\r\n", 400,
+           "waitress test_crack_first_line_bad_version"),
+    Reject("w-fragment", b"GET /foo/bar#frag HTTP/1.1\r\n" + HOST + b"\r\n", 400,
+           "waitress test_split_url_with_fragment (waitress drops it; RFC 9112 §3.2)"),
+    Reject("w-query-and-fragment", b"GET /foo/bar?a=1#frag HTTP/1.1\r\n" + HOST + b"\r\n", 400,
+           "waitress test_split_uri_path_query_fragment; RFC 9112 §3.2"),
+    # h11 h11/tests/test_io.py: each reader case of a request, as a whole request here.
+    Reject("h-obs-fold-lines", b"HEAD /foo HTTP/1.1\r\n" + HOST + b"Some: multi-line\r\n header\r\n"
+           b"\tnonsense\r\n    \t   \t\tI guess\r\nConnection: close\r\n\r\n", 400,
+           "h11 test_readers_unusual (h11 unfolds; RFC 9112 §5.2 lets a server refuse obs-fold)"),
+    Reject("h-first-line-folded", b"HEAD /foo HTTP/1.1\r\n  folded: line\r\n" + HOST + b"\r\n",
+           400, "h11 test_readers_unusual; RFC 9112 §2.2"),
+    Reject("h-spaces-before-colon", b"HEAD /foo HTTP/1.1\r\n" + HOST + b"foo  : line\r\n\r\n",
+           400, "h11 test_readers_unusual; RFC 9112 §5.1"),
+    Reject("h-tab-before-colon", b"HEAD /foo HTTP/1.1\r\n" + HOST + b"foo\t: line\r\n\r\n", 400,
+           "h11 test_readers_unusual; RFC 9112 §5.1"),
+    Reject("h-garbage-after-version", b"HEAD /foo HTTP/1.1 xxxxxx\r\n" + HOST + b"\r\n", 400,
+           "h11 test_reject_garbage_after_response_line (its request case)"),
+    Reject("h-space-in-target", target(b"HEAD", b"/a b"), 400,
+           "h11 test_reject_non_vchar_in_path (\\x20)"),
+    Reject("h-ctl-in-cookie", b"HEAD /foo HTTP/1.1\r\n" + HOST
+           + b"Set-Cookie: ___utmvafIumyLc=kUd\x01UpAt; path=/; Max-Age=900\r\n\r\n", 400,
+           "h11 test_allow_some_garbage_in_cookies (h11 lets it through, h11#57; llhttp "
+           "refuses CTLs in values, RFC 9110 §5.5 lets a recipient reject them)"),
+    Reject("h-chunk-size-overflow", CHUNKED + b"9" * 100 + b"\r\nxxx", 400,
+           "h11 test_ChunkedReader"),
+    Reject("h-chunk-size-nul", CHUNKED + b"10\x00\r\nxxx", 400, "h11 test_ChunkedReader"),
+    Reject("h-chunk-size-trailing-space", CHUNKED + b"5   \t \r\n01234\r\n" + END, 400,
+           "h11 test_ChunkedReader (h11 accepts it; llhttp refuses whitespace after the size "
+           "without a ';', which RFC 9112 §7.1 does not allow either)"),
+    Reject("h-chunk-data-no-crlf", CHUNKED + b"3\r\nxxx__1a\r\n", 400,
+           "h11 test_ChunkedReader; CVE-2025-43859"),
+    Reject("h-chunk-data-cr-only", CHUNKED + b"3\r\nxxx\r_1a\r\n", 400,
+           "h11 test_ChunkedReader; CVE-2025-43859"),
+    Reject("h-chunk-data-lf-only", CHUNKED + b"3\r\nxxx_\n1a\r\n", 400,
+           "h11 test_ChunkedReader; CVE-2025-43859"),
+    Reject("h-chunk-extension-bws", CHUNKED + b"5; hello=there\r\nxxxxx\r\n" + END, 400,
+           "h11 test_ChunkedReader (h11 accepts it, as RFC 9112 §7.1.1's BWS allows; llhttp "
+           "refuses it: a known gap, docs/http-edge.md)"),
 )
 
 
@@ -438,6 +540,63 @@ ACCEPT: tuple[Accept, ...] = (
            + b"GET /3 HTTP/1.1\r\n" + HOST + b"\r\n",
            (Parsed("GET", b"/1"), Parsed("POST", b"/upload/", b"abc"), Parsed("GET", b"/3")),
            "RFC 9112 §9.3.2"),
+    # waitress tests/test_parser.py, accepted: the same requests, complete.
+    Accept("w-gardenpath", b"GET /foobar HTTP/1.1\r\n" + HOST + b"foo: bar\r\n\r\n",
+           (Parsed("GET", b"/foobar"),), "waitress test_parse_header_gardenpath"),
+    Accept("w-te-mixed-case", b"POST /foobar HTTP/1.1\r\n" + HOST
+           + b"transfer-encoding: ChUnKed\r\n\r\n1d\r\nThis string has 29 characters\r\n" + END,
+           (Parsed("POST", b"/foobar", b"This string has 29 characters"),),
+           "waitress test_parse_header_11_te_chunked, "
+           "test_received_chunked_completed_sets_content_length"),
+    Accept("w-expect-continue-no-body", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"expect: 100-continue\r\n\r\n", (Parsed("GET", b"/foobar"),),
+           "waitress test_parse_header_11_expect_continue"),
+    Accept("w-connection-close", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"Connection: close\r\n\r\n", (Parsed("GET", b"/foobar", keep_alive=False),),
+           "waitress test_parse_header_connection_close"),
+    Accept("w-empty-value", b"GET /foobar HTTP/1.1\r\n" + HOST + b"foo: bar\r\nempty:\r\n\r\n",
+           (Parsed("GET", b"/foobar"),), "waitress test_parse_header_empty"),
+    Accept("w-list-values", b"GET /foobar HTTP/1.1\r\n" + HOST
+           + b"foo: bar, whatever, more, please, yes\r\nfoo: abrowser/0.001 (C O M M E N T)\r\n"
+           b"one: 1\r\ntwo: 22\r\n\r\n", (Parsed("GET", b"/foobar"),),
+           "waitress test_parse_header_multiple_values, _extra_space, _short_values"),
+    Accept("w-obs-text", b"GET /foobar HTTP/1.1\r\n" + HOST + b"foo: \xa0something\x85\r\n\r\n",
+           (Parsed("GET", b"/foobar"),), "waitress test_parse_header_other_whitespace"),
+    Accept("w-duplicate-content-type", b"GET / HTTP/1.1\r\n" + HOST
+           + b"Content-Type: text/plain\r\nContent-Type: text/html\r\n\r\n", (Parsed("GET", b"/"),),
+           "waitress test_received_duplicate_content_type_header (400 there; joined here, RFC "
+           "9110 §5.3: no framing depends on it)"),
+    Accept("w-escaped-target", b"GET /foo/a+%2B%2F%C3%A4%3D%26a%3Aint?d=b+%2B%2F%3D%26b%3Aint"
+           b"&c+%2B%2F%3D%26c%3Aint=6 HTTP/1.1\r\n" + HOST + b"content-length: 10\r\n\r\n"
+           b"Hello mick",
+           (Parsed("GET", b"/foo/a+%2B%2F%C3%A4%3D%26a%3Aint?d=b+%2B%2F%3D%26b%3Aint"
+                   b"&c+%2B%2F%3D%26c%3Aint=6", b"Hello mick"),),
+           "waitress testComplexGET (escapes stay raw in the target; PATH_INFO unquotes)"),
+    Accept("w-high-order-escape", b"GET /a%C5%9B HTTP/1.1\r\n" + HOST + b"\r\n",
+           (Parsed("GET", b"/a%C5%9B"),), "waitress test_highorder"),
+    Accept("w-empty-lines-only", b"\r\n\r\n", (), "waitress test_received_nonsense_nothing"),
+    # h11 h11/tests/test_io.py, accepted: the same requests, whole.
+    Accept("h-simple-close", b"GET /a HTTP/1.1\r\nHost: foo\r\nConnection: close\r\n\r\n",
+           (Parsed("GET", b"/a", keep_alive=False),), "h11 test_readers_simple"),
+    Accept("h-head-1.0-header", b"HEAD /foo HTTP/1.0\r\nSome: header\r\n\r\n",
+           (Parsed("HEAD", b"/foo", keep_alive=False, version="1.0"),),
+           "h11 test_readers_unusual"),
+    Accept("h-head-1.0-bare", b"HEAD /foo HTTP/1.0\r\n\r\n",
+           (Parsed("HEAD", b"/foo", keep_alive=False, version="1.0"),),
+           "h11 test_readers_unusual"),
+    Accept("h-whitespace-values", b"GET / HTTP/1.1\r\n" + HOST
+           + b"Foo: a a a a a \r\nBar:\r\nBaz: \t \t \r\n\r\n", (Parsed("GET", b"/"),),
+           "h11 test_readers_unusual (its response cases' header lines, in a request)"),
+    Accept("h-cl-zero", cl(b"0", b""), (Parsed("POST", b"/upload/"),), "h11 test_ContentLengthReader"),
+    Accept("h-cl-ten", cl(b"10", b"0123456789"), (Parsed("POST", b"/upload/", b"0123456789"),),
+           "h11 test_ContentLengthReader"),
+    Accept("h-chunked-empty-with-trailer", CHUNKED + b"0\r\nSome: header\r\n\r\n",
+           (Parsed("POST", b"/upload/"),), "h11 test_ChunkedReader"),
+    Accept("h-chunked-two-with-trailer", CHUNKED + b"5\r\n01234\r\n10\r\n0123456789abcdef\r\n"
+           b"0\r\nSome: header\r\n\r\n",
+           (Parsed("POST", b"/upload/", b"012340123456789abcdef"),), "h11 test_ChunkedReader"),
+    Accept("h-chunk-size-mixed-case", CHUNKED + b"aA\r\n" + b"x" * 0xAA + b"\r\n" + END,
+           (Parsed("POST", b"/upload/", b"x" * 0xAA),), "h11 test_ChunkedReader"),
 )
 
 

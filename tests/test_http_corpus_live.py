@@ -1,4 +1,6 @@
-"""gunicorn's tests/requests corpus, replayed against a real server.
+"""The public corpora, replayed against a real server: gunicorn's tests/requests fixtures, and
+tests/http_corpus.py, which holds waitress's and h11's parser cases (and RFC and CVE cases) as
+bytes of our own, each naming its source.
 
 Each fixture's bytes go to a fresh connection (then a half-close); the app echoes each request's
 environ and body. A valid fixture must come back as exactly the requests its expectation lists;
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.client import Connection, Response
+from tests.http_corpus import ACCEPT, REJECT
 
 CORPUS = Path(__file__).parent / "corpora" / "gunicorn"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
@@ -103,11 +106,10 @@ def server_args(config: dict) -> tuple[str, ...]:
 
 @pytest.fixture(scope="module")
 def servers(start_module_server):
-    """One server per distinct configuration, started on first use."""
+    """servers(*args): one server per distinct command line, started on first use."""
     running = {}
 
-    def server_for(config: dict):
-        args = server_args(config)
+    def server_for(*args: str):
         if args not in running:
             running[args] = start_module_server(*args, settings="testproject.settings_corpus")
         return running[args]
@@ -115,15 +117,17 @@ def servers(start_module_server):
     return server_for
 
 
-def exchange(server, raw: bytes) -> list[Response]:
-    """Send raw on a fresh connection, half-close, and read every response until the close."""
+def exchange(server, raw: bytes, methods: tuple[str, ...] = ()) -> list[Response]:
+    """Send raw on a fresh connection, half-close, and read every response until the close
+    (the responses to HEAD requests, as `methods` lists them in order, without a body)."""
     responses = []
     with Connection(server.host, server.port) as conn:
         try:
             conn.send(raw)
             conn.sock.shutdown(socket.SHUT_WR)
             while True:
-                responses.append(conn.read_response())
+                method = methods[len(responses)] if len(responses) < len(methods) else "GET"
+                responses.append(conn.read_response(method))
         except (ConnectionError, OSError):
             pass
     return responses
@@ -192,7 +196,7 @@ def test_valid_fixture_is_served_as_its_expectation_says(servers, name):
     """RFC 9112 §3.2: an HTTP/1.1 request without Host MUST get 400, and many of the fixtures
     have none: those are refused as they are, then replayed with a Host added."""
     case = EXPECTED[name]
-    server = servers(case["config"])
+    server = servers(*server_args(case["config"]))
     raw = fixture_bytes(name)
     if any(lacks_host(request) for request in case["requests"]):
         assert exchange(server, raw)[-1].status == 400
@@ -209,8 +213,48 @@ def test_valid_fixture_is_served_as_its_expectation_says(servers, name):
 @pytest.mark.parametrize("name", INVALID)
 def test_invalid_fixture_is_refused(servers, name):
     case = EXPECTED[name]
-    responses = exchange(servers(case["config"]), fixture_bytes(name))
+    responses = exchange(servers(*server_args(case["config"])), fixture_bytes(name))
     if name in SERVED:
         assert responses and all(r.status == 200 for r in responses), SERVED[name]
         return
     assert not responses or responses[-1].status >= 400, [r.status for r in responses]
+
+
+# tests/http_corpus.py, live: the same verdicts as the sans-I/O parser's
+
+
+#: Limits fields (a case's `limits`) as our flags.
+LIMIT_FLAGS = {
+    "request_line": "--limit-request-line",
+    "fields": "--limit-request-fields",
+    "field_size": "--limit-request-field-size",
+    "body": "--limit-request-body",
+}
+
+
+@pytest.mark.parametrize("case", REJECT, ids=lambda case: case.id)
+def test_corpus_case_is_refused_live_with_its_status(servers, case):
+    args = ["-w", "1"]
+    for field, value in sorted((case.limits or {}).items()):
+        args += [LIMIT_FLAGS[field], str(value)]
+    responses = exchange(servers(*args), case.raw)
+    assert responses and responses[-1].status == case.status, case.source
+    assert responses[-1].header("Connection") == "close"
+
+
+@pytest.mark.parametrize("case", ACCEPT, ids=lambda case: case.id)
+def test_corpus_case_is_served_live_as_exactly_its_requests(servers, case):
+    methods = tuple(parsed.method for parsed in case.requests)
+    responses = exchange(servers("-w", "1"), case.raw, methods)
+    assert [r.status for r in responses] == [200] * len(case.requests), case.source
+    for response, parsed in zip(responses, case.requests, strict=True):
+        if parsed.method == "HEAD":
+            continue  # no body, so no echo to read
+        environ = json.loads(response.body)
+        seen = (environ["REQUEST_METHOD"], environ["RAW_URI"], environ["_body"])
+        assert seen == (
+            parsed.method,
+            parsed.target.decode("latin-1"),
+            parsed.body.decode("latin-1"),
+        )
+        assert environ["SERVER_PROTOCOL"] == f"HTTP/{parsed.version}"
