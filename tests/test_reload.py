@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import django
 import pytest
 
 from django_prodserve.management.commands.prodserve import Command
+from django_prodserve.server.watch import FileWatch
 from tests.client import Response, get
 from tests.conftest import LISTENING, Server, children_of, pid_alive, wait_until
 
@@ -69,6 +71,46 @@ def test_an_edited_view_is_served_after_the_save(serve, project_copy, start):
     assert latency < 5
     assert "WARNING: --reload is for development" in server.output
     assert "reloader pid" in server.output
+
+
+def test_a_view_edit_is_served_by_the_standby_that_set_the_project_up(serve, project_copy):
+    server = serve("--reload", "--log-level", "debug")
+    deep = server.wait_for(rf"{WARM} (\d+): the project set up").group(1)
+    replace(project_copy / "demo" / "views.py", "Hello, world!", "Hello, deep!")
+    poll(server.port, "/hello/", lambda r: r.body == b"Hello, deep!")
+    server.wait_for(rf"Server process {deep} ready")
+
+
+def test_a_models_edit_is_served_by_a_standby_that_had_not_imported_it(serve, project_copy):
+    server = serve("--reload", "--log-level", "debug")
+    deep = server.wait_for(rf"{WARM} (\d+): the project set up").group(1)
+    shallow = server.wait_for(rf"{WARM} (\d+): Django imported").group(1)
+    models = project_copy / "demo" / "models.py"
+    models.write_text(models.read_text() + "\nGREETING = 'Hello, models!'\n")
+    replace(project_copy / "demo" / "views.py", 'b"Hello, world!"', "GREETING.encode()")
+    replace(
+        project_copy / "demo" / "views.py",
+        "from .models import Item",
+        "from .models import GREETING, Item",
+    )
+    poll(server.port, "/hello/", lambda r: r.body == b"Hello, models!")
+    server.wait_for(rf"Standby {deep} had imported a changed file")
+    server.wait_for(rf"Server process {shallow} ready")
+
+
+def test_a_file_an_import_looked_for_makes_the_standby_stale(serve, project_copy):
+    """settings.py's `from .local import *` found nothing when the standby set up; local.py
+    appearing changes the settings, so that standby must not serve."""
+    settings = project_copy / "testproject" / "settings.py"
+    settings.write_text(
+        settings.read_text() + "\ntry:\n    from .local import *\nexcept ImportError:\n    pass\n"
+    )
+    server = serve("--reload", "--log-level", "debug")
+    deep = server.wait_for(rf"{WARM} (\d+): the project set up").group(1)
+    assert get(server.port, "/hello/").status == 200
+    (project_copy / "testproject" / "local.py").write_text("ALLOWED_HOSTS = ['example.com']\n")
+    poll(server.port, "/hello/", lambda r: r.status == 400)  # Host: localhost is no longer allowed
+    server.wait_for(rf"Standby {deep} had imported a changed file")
 
 
 def test_no_request_fails_while_the_server_restarts(serve, project_copy):
@@ -220,9 +262,9 @@ def test_the_warning_can_be_hidden_like_runserver_s(serve):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_supervisor_stops_every_process(serve, sig):
     server = serve("--reload", "--log-level", "debug")
-    server.wait_for(WARM)
+    server.wait_for(f"{WARM} .*the project set up")
     tree = descendants(server.proc.pid)
-    assert len(tree) == 4  # the server's master and 2 workers, the standby
+    assert len(tree) >= 5  # the server's master and 2 workers, the two standbys (, its checker)
     server.signal(sig)
     assert server.wait_exit(10) == 0
     assert wait_until(lambda: not any(map(pid_alive, tree)), 5)
@@ -250,3 +292,20 @@ def test_runserver_flags_set_their_settings():
     assert options.setting_threads == 1
     options = parser.parse_args(["--reload-extra-file", "a.yaml", "--reload-extra-file", "b/*"])
     assert options.setting_reload_extra_files == ["a.yaml", "b/*"]
+
+
+def test_the_next_standby_imports_the_libraries_except_what_apps_discover_after_the_project():
+    """FileWatch.libraries: `<app>.admin` of a library after the project's `demo.admin` is left
+    to be imported after the word, so registries still see the apps in INSTALLED_APPS order."""
+    library = Path(django.__file__).parent
+    modules = [
+        ["django.contrib.admin", str(library / "contrib" / "admin" / "__init__.py")],
+        ["demo.admin", "/srv/project/demo/admin.py"],
+        ["django.contrib.auth.admin", str(library / "contrib" / "auth" / "admin.py")],
+        ["django.contrib.auth.forms", str(library / "contrib" / "auth" / "forms.py")],
+    ]
+    apps = {"demo", "django.contrib.admin", "django.contrib.auth"}
+    assert FileWatch(()).libraries(modules, apps) == [
+        "django.contrib.admin",
+        "django.contrib.auth.forms",
+    ]

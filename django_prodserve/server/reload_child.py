@@ -1,10 +1,11 @@
 """The serving side of `--reload`: a fresh interpreter that the supervisor (reloader.py) starts.
 
 `BOOTSTRAP` (run with `python -c`) sets sys.path as running the command line directly would, then
-`main()` imports Django's core modules and waits on the control pipe. That parked state is the warm
-standby: on the supervisor's word it runs manage.py as `__main__`, and the command serves on the
-inherited sockets (PRODSERVE_LISTEN_FDS) — about 15 ms of setup for a small project instead of the
-~400 ms a cold interpreter spends importing Django.
+`main()` imports Django's core modules (and, as the deep standby, sets the project up and imports
+the libraries the last server used) and waits on the control pipe. On the supervisor's word — `go`
+and the changed paths — it checks that it holds no old copy of a changed file (else it says `s` and
+exits, and a colder standby serves), runs manage.py as `__main__`, and the command serves on the
+inherited sockets (PRODSERVE_LISTEN_FDS).
 
 When the project cannot boot (a SyntaxError in models.py, broken settings, an app that won't
 import) this process does not exit: it serves a 500 with the traceback (DEBUG) on the same sockets
@@ -19,6 +20,7 @@ import importlib
 import json
 import os
 import runpy
+import select
 import signal
 import socket
 import sys
@@ -80,17 +82,19 @@ class ChildState:
     """What the supervisor handed over (CHILD_ENV), and whether the server got up."""
 
     control: int  # read end: b"go", or b"error\n<message>"; EOF means "exit"
-    #: write end: b"w" parked, b"r" app loaded, b"m" report written, b"f" serving an error page
+    #: write end: b"w" parked, b"r" app loaded, b"m" report written, b"c" checks done, b"f"
+    #: serving an error page, b"s" stale (a changed file is one this standby imported)
     status: int
     events: int  # changes handled without a restart, one path per line (ChangeReplay)
     debug: bool  # the supervisor's settings.DEBUG, for error pages when settings won't load
     supervisor: int
     reports: str  # directory for report_path()
+    libraries: str | None  # deep standby: file naming the modules to import after django.setup()
     ready: bool = False
 
 
 def report_path(reports: str | Path, pid: int) -> Path:
-    """Where server `pid` writes what it loaded: {"modules": [[name, file], ...], "apps": [path]}."""
+    """Where server `pid` writes what it loaded: {"modules": [[name, file]...], "apps": [[name, path]...]}."""
     return Path(reports, f"{pid}.json")
 
 
@@ -111,7 +115,14 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Our own copies of the sockets: the command's socket objects close theirs if it fails.
     fallback = [os.dup(int(fd)) for fd in os.environ["PRODSERVE_LISTEN_FDS"].split(",")]
-    _preimport()
+    kind, target, *argv = sys.argv[1:]
+    sys.argv = [target, *argv]  # as the command will see it, settings included
+    imports = Imports()
+    # Told already (the first server, one started for a change): importing ahead gains nothing.
+    if not select.select([_state.control], [], [], 0)[0]:
+        _preimport()
+    set_up = _state.libraries is not None and _set_up(Path(_state.libraries))
+    imports.freeze()
     os.write(_state.status, b"w")
     word = _read_all(_state.control)
     os.close(_state.control)
@@ -120,8 +131,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if word.startswith(b"error\n"):
         serve_error(fallback, word[6:].decode(), None)
-    kind, target, *argv = sys.argv[1:]
-    sys.argv = [target, *argv]
+    changed = word.split(b"\n")[1:]
+    if (_state.libraries is not None and not set_up) or imports.stale(changed, set_up):
+        os.write(_state.status, b"s")  # the supervisor asks a colder standby
+        return
     try:
         if kind == "module":
             runpy.run_module(target, run_name="__main__", alter_sys=True)
@@ -139,6 +152,69 @@ def main() -> None:
             message = "".join(traceback.format_exception(exc))
         sys.stderr.flush()
         serve_error(fallback, message, exc)
+
+
+class Imports:
+    """What this standby imported, and what an import looked for and did not find, to tell at the
+    word whether a changed file is one it holds an old copy of."""
+
+    def __init__(self) -> None:
+        self.missing: set[str] = set()
+        self.files: frozenset[str] = frozenset()
+        self.roots: list[str] = []
+        sys.meta_path.append(self)  # last: asked only when no finder found the module
+
+    def find_spec(self, name: str, path=None, target=None) -> None:
+        """A module no finder has (settings' `from .local import *` before local.py exists): the
+        file appearing later changes what the import would have done."""
+        self.missing.add(name)
+
+    def freeze(self) -> None:
+        """Parked: resolve now what the word's check compares with, off the reload's path."""
+        sys.meta_path.remove(self)
+        self.files = frozenset(
+            os.path.realpath(file)
+            for module in list(sys.modules.values())
+            if isinstance(file := getattr(module, "__file__", None), str)
+        )
+        self.roots = [os.path.realpath(entry or os.curdir) for entry in sys.path]
+
+    def stale(self, changed: list[bytes], set_up: bool) -> bool:
+        """A changed file this process imported, or one an import looked for; once the project's
+        settings are loaded, also any file that is not Python (one the settings may read)."""
+        for raw in changed:
+            path = os.path.realpath(os.fsdecode(raw))
+            if path in self.files or (set_up and not path.endswith(".py")):
+                return True
+            for root in self.roots:
+                if path.startswith(root + os.sep):
+                    name = path[len(root) + 1 : -3].replace(os.sep, ".").removesuffix(".__init__")
+                    if name in self.missing:
+                        return True
+        return False
+
+
+def _set_up(libraries: Path) -> bool:
+    """The deep standby: as far as the project goes before the edit is known. django.setup()
+    (settings, every app and models module), then the libraries the last server imported
+    (FileWatch.libraries). False when the project cannot set up: then this standby serves no
+    word, and a colder one shows the error."""
+    import django
+
+    try:
+        django.setup()
+    except Exception:
+        return False
+    names = libraries.read_text().split() if libraries.exists() else []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit):
+            pass  # imported after the word, as in a cold start, if it still fails
+    from django.db import connections
+
+    connections.close_all()  # a library may have queried at import; the workers must not share
+    return True
 
 
 def _preimport() -> None:
@@ -216,7 +292,7 @@ def _checker(server: int, run_checks: Callable[[], None] | None) -> None:
                 for name, module in list(sys.modules.items())
                 if isinstance(file := getattr(module, "__file__", None), str)
             ],
-            "apps": [config.path for config in apps.get_app_configs()],
+            "apps": [[config.name, config.path] for config in apps.get_app_configs()],
         }
         report_path(_state.reports, server).write_text(json.dumps(report))
         os.write(_state.status, b"m")
@@ -230,6 +306,7 @@ def _checker(server: int, run_checks: Callable[[], None] | None) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        os.write(_state.status, b"c")
         os._exit(code)
 
 

@@ -12,7 +12,6 @@ supervisor.py's, which production's HUP generations use too.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import json
 import logging
@@ -26,13 +25,13 @@ from pathlib import Path
 from django.utils import autoreload
 
 from .portable import wake_pipe
-from .reload_child import BOOTSTRAP, CHILD_ENV, PREIMPORT, STOP_GRACE, report_path
+from .reload_child import BOOTSTRAP, CHILD_ENV, STOP_GRACE, report_path
 from .supervisor import Child, describe_exit, drain, kill_overdue, next_deadline, spawn
 from .watch import FileWatch, Watcher
 
 error_log = logging.getLogger("django_prodserve.error")
 
-#: The next standby starts this long after a server got up, off the path of its first requests.
+#: The next standbys start this long after a server is up and checked, off its first requests' path.
 STANDBY_DELAY = 0.25
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 GO = b"go"
@@ -60,9 +59,14 @@ class Reloader:
         self.warm = config.reload_start == "warm"
         self.children: list[Child] = []
         self.active: Child | None = None
-        self.standby: Child | None = None
+        # The standbys, warmest first: `deep` serves an edit of code django.setup() does not
+        # import (views, URLconf, forms...); `shallow`, with only Django imported, the others.
+        self.deep: Child | None = None
+        self.shallow: Child | None = None
         self.standby_at: float | None = None
         self.changed_at = time.monotonic()
+        self.changed: list[Path] = []
+        self.parked: set[Child] = set()  # the children that said b"w": imports done, waiting
         self.stopping = False
 
     def run(self) -> None:
@@ -73,15 +77,10 @@ class Reloader:
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.reports = tempfile.TemporaryDirectory(prefix="prodserve-reload-")
+        self.libraries = Path(self.reports.name, "libraries")
         # The server first: it boots while this process works out what to watch.
-        self.active = self.launch(GO)
+        self.active = self.serve()
         self.files = FileWatch(self.config.reload_extra_files)
-        # What a standby imports before the word: Django, prodserve and the libraries they use. A
-        # change there must not be served by an interpreter that holds the old version.
-        self.preimported = {
-            Path(importlib.import_module(name.partition(".")[0]).__file__).parent
-            for name in PREIMPORT
-        } | self.files.installation
         self.watcher = Watcher()
         self.watch()
         try:
@@ -112,12 +111,14 @@ class Reloader:
         kill_overdue(self.children, now)
         if self.standby_at is not None and now >= self.standby_at:
             self.standby_at = None
-            self.standby = self.start()
+            self.shallow = self.shallow or self.start(deep=False)
+            self.deep = self.deep or self.start(deep=True)
 
     # children
 
-    def start(self) -> Child:
-        """A new interpreter, parked after importing Django until it is told what to do."""
+    def start(self, deep: bool) -> Child:
+        """A new interpreter, parked after importing Django (and, deep, setting the project up)
+        until it is told what to do."""
         control_r, control_w = os.pipe()
         events = self.events.fileno()
 
@@ -129,6 +130,7 @@ class Reloader:
                 "debug": self.debug,
                 "supervisor": os.getpid(),
                 "reports": self.reports.name,
+                "libraries": str(self.libraries) if deep else None,
             }
             # RUN_MAIN, as in runserver's child
             return {CHILD_ENV: json.dumps(state), autoreload.DJANGO_AUTORELOAD_ENV: "true"}
@@ -141,14 +143,26 @@ class Reloader:
         self.children.append(child)
         return child
 
-    def launch(self, word: bytes, cold: bool = False) -> Child:
-        """Tell the standby (or a new interpreter) to serve the project (GO) or an error page."""
-        child, self.standby = self.standby, None
+    def serve(self) -> Child:
+        """The next server: the warmest parked standby, told what changed (one that finds a changed
+        file among what it imported answers b"s" and on_status asks the next), or a new
+        interpreter. A standby still importing is retired: what it holds is unknown."""
         self.standby_at = None
-        if child is None or cold:
+        for name in ("deep", "shallow"):
+            child = getattr(self, name)
+            setattr(self, name, None)
+            if child in self.parked:
+                return self.tell(child, b"\n".join([GO, *map(os.fsencode, self.changed)]))
             if child is not None:
                 self.retire(child, signal.SIGTERM)
-            child = self.start()
+        return self.tell(self.start(deep=False), GO)
+
+    def serve_error(self, message: str) -> Child:
+        """A server of the error page: the shallow standby (its imports are Django's), or new."""
+        child, self.shallow = self.shallow, None
+        return self.tell(child or self.start(deep=False), b"error\n" + message.encode())
+
+    def tell(self, child: Child, word: bytes) -> Child:
         child.word = word
         with contextlib.suppress(BrokenPipeError):  # it died already: reap() handles that
             os.write(child.control, word)
@@ -160,29 +174,36 @@ class Reloader:
         child.retire(sig, STOP_GRACE + 1.0)
 
     def on_status(self, child: Child, data: bytes) -> None:
-        if b"w" in data and child is self.standby:
-            error_log.debug("Warm standby %d: Django imported, waiting", child.proc.pid)
+        if b"w" in data:
+            self.parked.add(child)
+            if child in (self.deep, self.shallow):
+                what = "the project set up" if child is self.deep else "Django imported"
+                error_log.debug("Warm standby %d: %s, waiting", child.proc.pid, what)
         if b"m" in data:
             self.learn(child)
         if child is not self.active:
             return
+        if b"s" in data:
+            error_log.debug(
+                "Standby %d had imported a changed file; the next one serves", child.proc.pid
+            )
+            self.active = self.serve()
+            return
         pid = child.proc.pid
-        delay = STANDBY_DELAY
         if b"r" in data:
             ms = (time.monotonic() - self.changed_at) * 1000
             error_log.info("Server process %d ready in %d ms", pid, ms)
-        elif b"f" in data:
-            delay = 0.0  # no first requests to keep the CPU for
+        if b"f" in data:
             child.failed = True
             error_log.error(
                 "Server process %d could not start the project: requests get a 500 with the "
                 "error until the next change",
                 pid,
             )
-        else:
-            return
-        if self.warm and self.standby is None and not self.stopping:
-            self.standby_at = time.monotonic() + delay
+        # The next standbys start once this server's checker is done (or it serves an error
+        # page): importing a project takes CPU its first requests should have.
+        if (b"c" in data or b"f" in data) and self.warm and not self.stopping:
+            self.standby_at = time.monotonic() + (STANDBY_DELAY if b"c" in data else 0.0)
 
     def learn(self, child: Child) -> None:
         """A server reported what it loaded: watch it (the next reload may bring more)."""
@@ -195,9 +216,12 @@ class Reloader:
                 "Server process %d: no report of its modules: %s", child.proc.pid, exc
             )
             return
-        files = [file for _, file in loaded["modules"]]
-        self.files.learn(files, loaded["apps"])
+        self.files.learn(
+            [file for _, file in loaded["modules"]], [path for _, path in loaded["apps"]]
+        )
         self.watch()
+        apps = {name for name, _ in loaded["apps"]}
+        self.libraries.write_text("\n".join(self.files.libraries(loaded["modules"], apps)))
 
     def watch(self) -> None:
         """Watch what FileWatch names (also what it has learnt since the last call)."""
@@ -215,11 +239,14 @@ class Reloader:
             if code is None:
                 continue
             self.children.remove(child)
+            self.parked.discard(child)
             os.close(child.status)
             if child.control is not None:
                 os.close(child.control)
-            if child is self.standby:
-                self.standby = None
+            if child is self.deep:
+                self.deep = None
+            if child is self.shallow:
+                self.shallow = None
             if child is self.active:
                 self.active = None
                 if not self.stopping:
@@ -229,12 +256,11 @@ class Reloader:
         """The server went away by itself: say so on the console and, once, in the browser."""
         how = describe_exit(code)
         error_log.error("Server process %d exited (%s); waiting for a change", child.proc.pid, how)
-        if child.word == GO:
-            message = (
+        if child.word.startswith(GO):
+            self.active = self.serve_error(
                 f"The server process exited ({how}); the console says why.\n"
                 "prodserve starts it again when a watched file changes."
             )
-            self.active = self.launch(b"error\n" + message.encode())
 
     # events
 
@@ -250,8 +276,8 @@ class Reloader:
             self.changed_at = time.monotonic()
             if self.active is not None:
                 self.retire(self.active, signal.SIGTERM)
-            stale = any(path.is_relative_to(d) for path in restart for d in self.preimported)
-            self.active = self.launch(GO, cold=stale or not self.warm)
+            self.changed = restart
+            self.active = self.serve()
         elif handled:
             os.write(self.events.fileno(), "".join(f"{path}\n" for path in handled).encode())
             error_log.info("%s changed, applied without a restart.", handled[0])

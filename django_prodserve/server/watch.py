@@ -23,7 +23,6 @@ from pathlib import Path
 
 from django.apps import apps
 from django.conf import settings
-from django.utils import autoreload
 from django.utils.autoreload import autoreload_started, file_changed
 from watchfiles._rust_notify import RustNotify
 
@@ -58,6 +57,25 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def _inside(path: Path, directories: Iterable[Path]) -> bool:
+    """Path.is_relative_to() for many directories, as string prefixes (pathlib's is slow)."""
+    text = str(path)
+    return any(text == str(d) or text.startswith(f"{d}{os.sep}") for d in directories)
+
+
+def _module_files(files: Iterable[str]) -> set[Path]:
+    """Files as Django's autoreloader would name them (resolved), resolving each directory once:
+    a big project's modules live in a few hundred directories, not thousands."""
+    directories: dict[str, str] = {}
+    resolved = set()
+    for file in files:
+        directory, name = os.path.split(file)
+        if directory not in directories:
+            directories[directory] = os.path.realpath(directory)
+        resolved.add(Path(directories[directory], name))
+    return resolved
+
+
 def _has_magic(pattern: str) -> bool:
     return any(char in pattern for char in "*?[")
 
@@ -81,7 +99,11 @@ class FileWatch:
         installation = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
         installation.update(site.getsitepackages(), [site.getusersitepackages()])
         self.installation = {_resolved(path) for path in installation}
-        self.module_files = set(autoreload.iter_all_python_module_files())
+        self.module_files = _module_files(
+            file
+            for module in list(sys.modules.values())
+            if isinstance(file := getattr(module, "__file__", None), str)
+        )
         self.code_dirs = {
             path for path in map(_resolved, sys.path) if path.is_dir() and not self.installed(path)
         }
@@ -126,8 +148,27 @@ class FileWatch:
     def learn(self, module_files: Iterable[str], app_paths: Iterable[str]) -> None:
         """A server reported what it loaded, which this process never imports (the views, an app
         added to INSTALLED_APPS since the start): that counts too."""
-        self.module_files.update(map(_resolved, module_files))
+        self.module_files.update(_module_files(module_files))
         self.add_code(app_paths)
+
+    def libraries(self, modules: list[list[str]], apps: list[str]) -> list[str]:
+        """The names, in import order, of the modules a server loaded from the Python installation:
+        what the next deep standby imports before the edit is known (reload_child._set_up).
+
+        Left out: `<app>.<name>` when a project's `<app>.<name>` was imported before it (`apps`:
+        the installed apps' names). That is how registries import modules, app by app in
+        INSTALLED_APPS order (admin, wagtail_hooks): importing the library's first would change
+        the order its hooks and registrations run in.
+        """
+        names, project_leaves = [], set()
+        for name, file in modules:
+            app, _, leaf = name.rpartition(".")
+            if not self.installed(Path(file)):
+                if app in apps:
+                    project_leaves.add(leaf)
+            elif app not in apps or leaf not in project_leaves:
+                names.append(name)
+        return names
 
     def watch_dir(self, path: str | Path, glob: str) -> None:
         """Django's BaseReloader.watch_dir(): also restart (or notify) for `glob` under `path`."""
@@ -135,7 +176,7 @@ class FileWatch:
 
     def installed(self, path: Path) -> bool:
         """In the stdlib or site-packages: a library, not the project."""
-        return any(path.is_relative_to(directory) for directory in self.installation)
+        return _inside(path, self.installation)
 
     def roots(self) -> tuple[list[Path], list[Path]]:
         """(recursive, flat) directories to watch: existing, none inside a recursive one."""
@@ -149,9 +190,9 @@ class FileWatch:
             recursive = "**" in pattern or index < len(parts) - 1
             (deep if recursive else flat).add(Path(*parts[:index]))
         deep = {path for path in deep if path.is_dir()}
-        deep = {path for path in deep if not any(path.is_relative_to(o) for o in deep - {path})}
+        deep = {path for path in deep if not _inside(path, deep - {path})}
         flat = {path for path in flat if path.is_dir()}
-        flat = {path for path in flat if not any(path.is_relative_to(o) for o in deep)}
+        flat = {path for path in flat if not _inside(path, deep)}
         return sorted(deep), sorted(flat)
 
     def relevant(self, path: Path) -> bool:
@@ -160,7 +201,7 @@ class FileWatch:
         if path in self.module_files or path in self.extra_files:
             return True
         if path.suffix == ".py" and (
-            path.parent in self.code_dirs or any(path.is_relative_to(t) for t in self.code_trees)
+            path.parent in self.code_dirs or _inside(path, self.code_trees)
         ):
             return True
         for directory, globs in self.directory_globs.items():
@@ -219,7 +260,7 @@ class Watcher:
         return bool(deep or flat)
 
     def covers(self, path: Path) -> bool:
-        return any(path.is_relative_to(directory) for directory in self.deep)
+        return _inside(path, self.deep)
 
     def fileno(self) -> int:
         return self.wake_r
