@@ -409,6 +409,16 @@ SETTINGS: tuple[Setting, ...] = (
         "BYTES",
     ),
     Setting(
+        "limit_buffered_bodies",
+        256 * 1024 * 1024,
+        integer(0),
+        "Most bytes of unfinished request bodies one worker buffers at once (memory and spool "
+        "files together); a request that would pass it gets 503. limit_request_body bounds one "
+        "upload, this a crowd of slow ones, so they cannot fill the disk. 0 means unlimited.",
+        ("--limit-buffered-bodies",),
+        "BYTES",
+    ),
+    Setting(
         "accesslog",
         None,
         optional_string,

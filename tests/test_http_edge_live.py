@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import socket
 import struct
 import time
@@ -508,3 +509,24 @@ def test_out_of_descriptors_the_worker_backs_off_and_logs_once(start_server):
             client.close()
     response = request(server.port, b"GET /hello/ HTTP/1.1\r\n" + LOCALHOST + b"\r\n")
     assert response.status == 200 and server.worker_pids() == [pid]
+
+
+def test_a_crowd_of_uploads_is_bounded_per_worker_and_the_budget_comes_back(start_server):
+    """limit_request_body bounds one upload; limit_buffered_bodies the sum a worker holds, so
+    slow uploads cannot fill the disk. Past it, 503 (temporary); finished bodies give it back."""
+    server = start_server("-w", "1", "--limit-buffered-bodies", "3000000")
+    head = UPLOAD + b"Content-Length: 2500000\r\n\r\n"
+    with Connection(server.host, server.port) as one, Connection(server.host, server.port) as two:
+        one.send(head + b"x" * 2_000_000)
+        two.send(head + b"x" * 2_000_000)
+        # 4 MB held at once: whichever the worker reads last is over, and only that one.
+        [over], _, _ = select.select([one.sock, two.sock], [], [], 10)
+        refused, kept = (one, two) if over is one.sock else (two, one)
+        assert (refused.read_response().status, refused.is_closed()) == (503, True)
+        [too_big], _ = exchange(server, UPLOAD + b"Content-Length: 3000001\r\n\r\n", 1)
+        assert too_big.status == 503  # refused from its length, before any body is sent
+        kept.send(b"y" * 500_000)
+        assert kept.read_response().status == 200
+    body = b"z" * 2_500_000
+    [again], _ = exchange(server, head + body, 1)
+    assert again.status == 200  # the budget came back

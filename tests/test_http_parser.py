@@ -2,7 +2,13 @@
 
 import pytest
 
-from django_prodserve.server.http import Limits, ProtocolError, RequestParser, error_response
+from django_prodserve.server.http import (
+    BodyBudget,
+    Limits,
+    ProtocolError,
+    RequestParser,
+    error_response,
+)
 
 
 def parse(raw: bytes, limits: Limits | None = None, pieces: int = 1):
@@ -144,3 +150,26 @@ def test_chunked_trailers_never_become_the_next_requests_headers():
     )
     [_, req], _ = parse(raw)
     assert req.headers == [(b"Host", b"a")]
+
+
+def test_the_worker_s_body_budget_is_shared_and_given_back():
+    budget = BodyBudget(10)
+    limits = Limits(buffered=budget)
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n"
+    one = RequestParser(limits)
+    one.feed(head + b"abc")
+    assert budget.left == 7
+    RequestParser(limits).feed(head + b"abcdef")
+    assert budget.left == 7  # a complete body is the app's: given back
+    chunked = RequestParser(limits)
+    with pytest.raises(ProtocolError) as info:
+        chunked.feed(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678"
+        )
+    assert info.value.status == 503
+    chunked.close()  # the connection ends: what it held comes back
+    one.feed(b"def")
+    assert budget.left == 10
+    with pytest.raises(ProtocolError) as info:
+        RequestParser(limits).feed(head.replace(b"6", b"11"))
+    assert info.value.status == 503  # refused from the Content-Length, before any 100 Continue

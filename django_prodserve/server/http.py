@@ -50,6 +50,17 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
+class BodyBudget:
+    """Bytes of unfinished request bodies one worker may buffer at once, in memory and spool
+    files together, shared by all its parsers: limit_request_body bounds one upload, this bounds
+    a crowd of slow ones, so they cannot fill the disk."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+
 @dataclass(frozen=True)
 class Limits:
     request_line: int = 8190
@@ -57,15 +68,19 @@ class Limits:
     field_size: int = 8190
     body: int = 10 * 1024 * 1024  # 0 = unlimited
     tmp_dir: str | None = None  # where bodies over BODY_IN_MEMORY spool (None: the system's)
+    buffered: BodyBudget | None = None  # the worker's, shared by its parsers (None: unlimited)
 
     @classmethod
     def from_config(cls, config) -> Limits:
+        """A worker's limits (each worker makes its own, so the body budget is per worker)."""
+        total = config.limit_buffered_bodies
         return cls(
             request_line=config.limit_request_line or HARD_LIMIT_REQUEST_LINE,
             fields=config.limit_request_fields or HARD_LIMIT_FIELDS,
             field_size=config.limit_request_field_size or HARD_LIMIT_FIELD_SIZE,
             body=config.limit_request_body,
             tmp_dir=config.worker_tmp_dir,
+            buffered=BodyBudget(total) if total else None,
         )
 
 
@@ -191,6 +206,7 @@ class RequestParser:
         """
         if self._body is not None:
             self._body.close()
+        self._release_body()
         while self.ready:
             self.ready.popleft().body.close()
         self._stop_reading()
@@ -303,6 +319,9 @@ class RequestParser:
         if length is not None:
             if self.limits.body and length > self.limits.body:
                 raise ProtocolError(413, "request body too large")
+            buffered = self.limits.buffered
+            if buffered is not None and length > buffered.left:  # before any 100 Continue
+                raise ProtocolError(503, "the worker buffers as many request bodies as it may")
             if length > BODY_IN_MEMORY:
                 self._body = SpooledTemporaryFile(BODY_IN_MEMORY, dir=self.limits.tmp_dir)
         if self._expect and version == "1.1" and length != 0:
@@ -312,7 +331,13 @@ class RequestParser:
         self._chunks += 1
 
     def on_body(self, chunk: bytes) -> None:
-        self._body_size += len(chunk)
+        size = len(chunk)
+        self._body_size += size
+        buffered = self.limits.buffered
+        if buffered is not None:
+            buffered.left -= size  # given back by _release_body, when the body is complete
+            if buffered.left < 0:
+                raise ProtocolError(503, "the worker buffers as many request bodies as it may")
         if self.limits.body and self._body_size > self.limits.body:
             raise ProtocolError(413, "request body too large")
         if self._body is None:
@@ -329,6 +354,7 @@ class RequestParser:
                 # A chunked body's trailer section, which on_header collected: dropped here, or
                 # it would open the next request's headers (issue 18 #1).
                 self._headers = []
+            self._release_body()
             self._reset_framing()
             self.continue_pending = False
         parser = self._parser
@@ -352,6 +378,12 @@ class RequestParser:
         self.in_progress = False
         if not keep_alive or version == "1.0":
             self._end_if_closing(keep_alive)
+
+    def _release_body(self) -> None:
+        """A body complete (the app's now) or abandoned leaves the worker's budget."""
+        if self._body_size and self.limits.buffered is not None:
+            self.limits.buffered.left += self._body_size
+            self._body_size = 0
 
     def _end_if_closing(self, keep_alive: bool) -> None:
         """RFC 9112 §9.6: no request after one that ends the connection.
