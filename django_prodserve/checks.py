@@ -151,6 +151,17 @@ def check_platform(config) -> list[CheckMessage]:
                 id="prodserve.E040",
             )
         ]
+    if config.workers > 1 and not portable.CAN_FORK:
+        return [
+            Warning(
+                f"PRODSERVE workers is {config.workers}, but this platform ({sys.platform}) cannot "
+                "fork: prodserve serves in one process, with workers × threads = "
+                f"{config.workers * config.threads} threads, as runserver does.",
+                hint="Set workers to 1 and threads to the requests to serve at once. A production "
+                "server needs fork: Linux, macOS or a BSD.",
+                id="prodserve.W041",
+            )
+        ]
     if config.reuse_port and not portable.HAS_REUSE_PORT:
         return [
             Error(

@@ -18,6 +18,7 @@ import threading
 import time
 
 HAS_EPOLL = hasattr(select, "epoll")
+CAN_FORK = hasattr(os, "fork")  # not on Windows: server/inprocess.py
 HAS_SENDFILE = hasattr(os, "sendfile")  # not on Windows
 #: Linux (and DragonFly) spread the connections of a port over the sockets that share it with
 #: SO_REUSEPORT; macOS and the other BSDs give them all to one socket; Windows has no such option.

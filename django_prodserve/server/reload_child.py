@@ -340,7 +340,7 @@ class ChangeReplay:
 def serve_error(fds: list[int], message: str, exc: BaseException | None) -> None:
     """Serve a 500 on the inherited sockets until the supervisor stops us; never returns."""
     from ..conf import resolve
-    from .master import Master
+    from .inprocess import Server
     from .sockets import Address, bound_address
     from .worker import Listener
     from .wsgi import base_environ
@@ -355,7 +355,7 @@ def serve_error(fds: list[int], message: str, exc: BaseException | None) -> None
         address = bound_address(sock, Address("fd", fd=fd))
         host, port = (address.host, str(address.port)) if address.kind == "tcp" else ("", "")
         listeners.append(Listener(sock, base_environ(host, port, False, False), address))
-    code = Master(config, listeners, app=ErrorPage(error_page(message, exc))).run()
+    code = Server(config, listeners, app=ErrorPage(error_page(message, exc))).run()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -23,7 +23,7 @@ from ... import __version__, checks, logs, metrics, static
 from ...conf import SETTINGS, reloading, resolve
 from ...server import reload_child, sockets, supervisor, tls, wsgi
 from ...server.hooks import Hooks
-from ...server.master import Master
+from ...server.inprocess import Server, one_process
 from ...server.supervisor import Supervisor
 from ...server.worker import Listener
 
@@ -142,6 +142,7 @@ class Command(BaseCommand):
             config = reload_child.adjust(config)
         if generation is not None:
             config = generation.adjust(config)
+        config = one_process(config)
         logs.configure(config, self.style if console_log else None)
         if supervise:
             return self.supervise(config)
@@ -171,7 +172,7 @@ class Command(BaseCommand):
         announce = generation.ready if generation is not None else None
         try:
             load_app = metrics.instrument(config, self.wsgi_loader(options, config))
-            master = Master(config, load_app=load_app, announce=announce)
+            master = Server(config, load_app=load_app, announce=announce)
         except ImportError as exc:
             raise CommandError(f"A server hook could not be imported: {exc}") from exc
         master.hooks("on_starting", master)
