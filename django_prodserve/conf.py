@@ -698,6 +698,17 @@ SETTINGS += (
         ("--event-loop",),
         "LOOP",
     ),
+    Setting(
+        "reload_polling",
+        "auto",
+        choice("auto", "on", "off"),
+        "Development: how --reload sees changes. 'off': the system's file events; 'on': polling "
+        "(reliable everywhere, some CPU); 'auto': polling only for directories on filesystems "
+        "whose events miss changes made outside this system (WSL's Windows drives, Docker "
+        "Desktop's host mounts, network and VM shares), or as WATCHFILES_FORCE_POLLING says.",
+        ("--reload-polling",),
+        "MODE",
+    ),
 )
 
 # Request ids and metrics

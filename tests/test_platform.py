@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from django_prodserve import checks
 from django_prodserve.conf import resolve
 from django_prodserve.server import portable
+from tests.client import get
 from tests.conftest import MANAGE, nofork_environ, pid_alive, server_environ, wait_until
 
 
@@ -119,3 +121,45 @@ def test_reuse_port_where_it_does_not_balance_or_does_not_exist_is_said(
     config, _, _ = resolve({"reuse_port": True}, {}, {})
     assert [message.id for message in checks.check_platform(config)] == expected
     assert checks.check_platform(resolve({}, {}, {})[0]) == []
+
+
+#: /proc/self/mountinfo as WSL 2 and a Docker Desktop for Mac container show it (trimmed).
+MOUNTINFO = """\
+22 1 8:32 / / rw,relatime - ext4 /dev/sdc rw,discard,errors=remount-ro
+58 22 0:52 / /mnt/c rw,noatime - 9p C:\\134 rw,dirsync,aname=drvfs;path=C:\\
+61 22 0:55 / /app rw,relatime - fakeowner /run/host_mark/Users rw
+62 61 0:56 / /app/node\\040modules rw,relatime - ext4 /dev/vda1 rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/home/me/site/views.py", "ext4"),
+        ("/mnt/c/Users/me/site", "9p"),
+        ("/app/demo/views.py", "fakeowner"),
+        ("/app/node modules/x.js", "ext4"),
+        ("/mnt/cd", "ext4"),
+    ],
+)
+def test_the_filesystem_of_a_path_is_its_deepest_mount(path, kind):
+    assert portable.filesystem_type(Path(path), MOUNTINFO) == kind
+
+
+def test_reload_polling_modes_and_watchfiles_own_switch(monkeypatch, tmp_path):
+    monkeypatch.delenv("WATCHFILES_FORCE_POLLING", raising=False)
+    assert portable.polling_for("on")(tmp_path) and not portable.polling_for("off")(tmp_path)
+    assert not portable.polling_for("auto")(tmp_path)  # a local filesystem: its events are seen
+    monkeypatch.setenv("WATCHFILES_FORCE_POLLING", "1")
+    assert portable.polling_for("auto")(tmp_path) and not portable.polling_for("off")(tmp_path)
+    monkeypatch.setenv("WATCHFILES_FORCE_POLLING", "disabled")
+    assert not portable.polling_for("auto")(tmp_path)
+
+
+def test_a_polled_reload_serves_the_edited_view(start_copy, project_copy):
+    server = start_copy("--reload", "--reload-polling", "on")
+    server.wait_for(r"Polling for changes in .*/demo.* \(reload_polling=on\)")
+    assert get(server.port, "/hello/").body == b"Hello, world!"
+    views = project_copy / "demo" / "views.py"
+    views.write_text(views.read_text().replace("Hello, world!", "Hello, polled!"))
+    assert wait_until(lambda: get(server.port, "/hello/").body == b"Hello, polled!", 10)

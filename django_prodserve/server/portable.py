@@ -16,6 +16,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 HAS_EPOLL = hasattr(select, "epoll")
 CAN_FORK = hasattr(os, "fork")  # not on Windows: server/inprocess.py
@@ -26,6 +28,58 @@ HAS_REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
 REUSE_PORT_BALANCES = sys.platform.startswith(("linux", "dragonfly"))
 #: Where this process's current resident set size is (Linux); elsewhere only its peak is known.
 STATM = "/proc/self/statm" if os.path.exists("/proc/self/statm") else None
+
+
+#: Filesystems whose changes made on the other side (the Windows host of WSL, the Mac of Docker
+#: Desktop, a file server, a VM host) reach no inotify watch here: --reload polls them.
+POLLED_FILESYSTEMS = frozenset(
+    {
+        "9p",  # WSL 2's /mnt/c
+        "drvfs",  # WSL 1's /mnt/c
+        "virtiofs",  # Docker Desktop, Lima, Podman machine host mounts
+        "fakeowner",  # Docker Desktop for Mac (virtiofs, as containers see it)
+        "fuse.grpcfuse",  # older Docker Desktop
+        "osxfs",  # older still
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "fuse.sshfs",
+        "vboxsf",  # VirtualBox shared folders (Vagrant)
+        "fuse.vmhgfs-fuse",  # VMware shared folders
+        "prl_fs",  # Parallels shared folders
+    }
+)
+
+
+def filesystem_type(path: Path, mountinfo: str) -> str:
+    """The type of the filesystem `path` is on, from /proc/self/mountinfo's text (proc(5)): the
+    mount with the longest mount point that contains the path."""
+    best, kind = -1, ""
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        mount_point = Path(parts[4].replace("\\040", " "))
+        if path.is_relative_to(mount_point) and len(mount_point.parts) > best:
+            best, kind = len(mount_point.parts), rest.split()[0]
+    return kind
+
+
+def polling_for(mode: str) -> Callable[[Path], bool]:
+    """The `reload_polling` setting as a question per watched directory: poll it?"""
+    forced = os.environ.get("WATCHFILES_FORCE_POLLING")
+    if mode == "auto" and forced:  # watchfiles' own switch, read as watchfiles reads it
+        mode = "off" if forced.lower() in ("false", "disable", "disabled") else "on"
+    if mode != "auto":
+        return lambda path: mode == "on"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    except OSError:  # not Linux: macOS's FSEvents and Windows' change notifications
+        return lambda path: False
+    return lambda path: filesystem_type(path, mountinfo) in POLLED_FILESYSTEMS
 
 
 def event_loop(choice: str) -> str:

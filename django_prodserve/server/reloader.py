@@ -81,7 +81,7 @@ class Reloader:
         # The server first: it boots while this process works out what to watch.
         self.active = self.serve()
         self.files = FileWatch(self.config.reload_extra_files)
-        self.watcher = Watcher()
+        self.watcher = Watcher(self.config.reload_polling)
         self.watch()
         try:
             while self.children or not self.stopping:

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils.autoreload import autoreload_started, file_changed
 from watchfiles._rust_notify import RustNotify
 
-from .portable import wake_pipe
+from .portable import polling_for, wake_pipe
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -51,6 +51,8 @@ IGNORED_NAME = re.compile(
 #: watchfiles: a batch of events is complete after STEP_MS without a new one (DEBOUNCE_MS at most).
 STEP_MS = 20
 DEBOUNCE_MS = 400
+#: Polling (reload_polling): how often each watched file is looked at.
+POLL_MS = 300
 
 
 def _resolved(path: str | Path) -> Path:
@@ -224,15 +226,18 @@ class FileWatch:
 
 
 class Watcher:
-    """watchfiles notifiers (recursive and flat directories), each drained by a thread that queues
-    its batches of events and wakes the supervisor's select() through a pipe (`fileno()`).
+    """watchfiles notifiers (recursive and flat directories; by system events or polled, see
+    portable.polling_for), each drained by a thread that queues its batches of events and wakes the
+    supervisor's select() through a pipe (`fileno()`).
 
     The notifiers are created in `add()`, not in the threads: once it returns the directories are
     watched, so nothing saved after that can go unnoticed. Directories are only ever added — a
     notifier replaced would drop the events it was still gathering.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, polling: str) -> None:
+        self.polling = polling
+        self.polled = polling_for(polling)
         self.batches: queue.SimpleQueue = queue.SimpleQueue()
         self.quit = threading.Event()
         self.wake_r, self.wake_w = wake_pipe()
@@ -244,11 +249,22 @@ class Watcher:
         """Also watch these directories (those not watched yet); True when there were such."""
         deep = set(deep) - self.deep
         flat = {path for path in set(flat) - self.flat if not self.covers(path)}
-        for dirs, recursive in ((deep, True), (flat, False)):
+        groups = [
+            ([path for path in dirs if self.polled(path) == poll], recursive, poll)
+            for dirs, recursive in ((deep, True), (flat, False))
+            for poll in (False, True)
+        ]
+        if polled := [path for dirs, _, poll in groups if poll for path in dirs]:
+            error_log.info(
+                "Polling for changes in %s (reload_polling=%s)",
+                ", ".join(map(str, sorted(polled))),
+                self.polling,
+            )
+        for dirs, recursive, poll in groups:
             if not dirs:
                 continue
             try:
-                notify = RustNotify(sorted(map(str, dirs)), False, False, 300, recursive, True)
+                notify = RustNotify(sorted(map(str, dirs)), False, poll, POLL_MS, recursive, True)
             except Exception:  # a directory vanished since roots(): the next change recomputes
                 error_log.exception("Watching for file changes failed: changes will not reload")
                 continue
