@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,7 @@ MASTER_PID = re.compile(r"master pid (\d+)")
 #: PRODSERVE_ variables a test run hands on to every server it starts: .ci/run's second run of the
 #: suite chooses the workers' event loop with it (issue 19).
 RUN_WIDE = ("PRODSERVE_EVENT_LOOP",)
-#: Put first on PYTHONPATH, its sitecustomize.py removes fork, epoll, pipe2 and sendfile from
+#: Put first on PYTHONPATH, its sitecustomize.py removes fork, epoll, poll, pipe2 and sendfile from
 #: every interpreter: the calls macOS or Windows lack (.ci/run's no-fork run).
 NOFORK = ROOT / "tests" / "nofork"
 
@@ -127,6 +128,14 @@ def stop_process_group(proc: subprocess.Popen, sig: int, grace: float) -> None:
     except ProcessLookupError:
         pass
     proc.wait(5)
+
+
+#: For tests of what only epoll does: the selectors loop (macOS, Windows; .ci/run's second run) has
+#: no exclusive wakeup, so every idle worker wakes for a new client and the first one takes it.
+epoll_only = pytest.mark.skipif(
+    os.environ.get("PRODSERVE_EVENT_LOOP") == "selectors" or not hasattr(select, "epoll"),
+    reason="wakeup order of workers at new clients: epoll's EPOLLEXCLUSIVE queue, not selectors'",
+)
 
 
 def server_environ() -> dict[str, str]:

@@ -20,6 +20,7 @@ import pytest
 from tests.client import Connection, Response
 from tests.conftest import (
     children_of,
+    epoll_only,
     pid_alive,
     sleeping_in_view,
     wait_in_view,
@@ -336,6 +337,7 @@ def test_ttin_adds_a_worker_and_ttou_removes_one(start_server):
     assert fetch(server.port, "/hello/").status == 200
 
 
+@epoll_only
 def test_workers_added_by_ttin_take_turns_at_new_clients(start_server):
     """A worker alone takes every waiting client at once; once TTIN gives it a sibling, each
     accept sends it behind the sibling in the listener's wakeup queue (worker.accept_one), so

@@ -10,7 +10,6 @@ import errno
 import logging
 import os
 import random
-import select
 import signal
 import socket
 import ssl
@@ -25,7 +24,7 @@ from ..logs import reopen_files
 from ..metrics import request_observer
 from . import http, proxy, wsgi
 from .heartbeat import Heartbeat
-from .poller import READABLE, READABLE_ONCE, EpollPoller
+from .poller import READABLE, READABLE_ONCE, new_poller, write_waiter
 from .portable import HAS_SENDFILE, resident_memory, wake_pipe
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -123,10 +122,8 @@ class Connection:
     def wait_writable(self) -> None:
         """The socket buffer is full: wait for room, up to the timeout, then give up on the client."""
         if self._poller is None:
-            self._poller = select.poll()
-            self._poller.register(self.fd, select.POLLOUT)
-        timeout_ms = None if self.write_timeout is None else int(self.write_timeout * 1000)
-        if not self._poller.poll(timeout_ms):
+            self._poller = write_waiter(self.fd)
+        if not self._poller(self.write_timeout):
             raise TimeoutError("client did not read the response in time")
 
     def sendfile(self, fd: int, offset: int, count: int) -> None:
@@ -311,7 +308,7 @@ class Worker:
     # the loop
 
     def serve(self) -> None:
-        poller = self.poller = EpollPoller()
+        poller = self.poller = new_poller(self.config.event_loop)
         for fd in self.listeners:
             poller.register_listener(fd)
         poller.register(self.wake_r, READABLE)
