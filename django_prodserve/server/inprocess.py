@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
+from collections.abc import Callable
 
+from .heartbeat import Heartbeat
 from .master import Master, WorkerProcess, set_title
 from .portable import CAN_FORK
 from .worker import Worker
@@ -35,16 +38,39 @@ class InProcess(Master):
         set_title("server", self.config)
         if self.app is None:
             self.app = self.load_app()  # a broken app raises here, before "Ready", as preloaded
-        record = WorkerProcess(os.getpid(), 0, self.heartbeat.reset(0), 0, booted=True)
+        record = WorkerProcess(os.getpid(), 0, time.monotonic(), 0, booted=True)
         self.hooks("pre_fork", self, record)
         worker = Worker(
-            self.config, self.listeners, self.app, self.load_app, self.heartbeat, 0, self.hooks
+            self.config,
+            self.listeners,
+            self.app,
+            self.load_app,
+            FirstBeat(self.announce_ready),
+            0,
+            self.hooks,
         )
         self.hooks("post_fork", self, worker)
-        error_log.info("Ready: 1 worker(s), pids %d (one process: no fork here)", os.getpid())
-        self.hooks("when_ready", self)
         worker.run()
         return 1  # not reached: Worker.run() exits the process
+
+    def announce_ready(self) -> None:
+        error_log.info("Ready: 1 worker(s), pids %d (one process: no fork here)", os.getpid())
+        self.hooks("when_ready", self)
+
+
+class FirstBeat(Heartbeat):
+    """A heartbeat that calls `ready` on the first beat: the worker beats once its signal handlers
+    and the app are in place (Worker.run), which is when a master would say Ready."""
+
+    def __init__(self, ready: Callable[[], None]) -> None:
+        super().__init__(slots=1)
+        self._ready: Callable[[], None] | None = ready
+
+    def beat(self, slot: int) -> None:
+        super().beat(slot)
+        if self._ready is not None:
+            ready, self._ready = self._ready, None
+            ready()
 
 
 #: What the command and the reload child serve with.
