@@ -1,10 +1,11 @@
-"""Serving without fork (Windows): the process that bound the sockets runs the worker loop itself.
+"""Serving without fork (Windows): the serving interpreter runs the worker loop itself.
 
-As runserver does: one process, the app on `workers × threads` threads (a system check says so when
-`workers` > 1). What a master adds is gone with it: no worker is replaced (max_requests, memory,
-`timeout`), HUP/TTIN/TTOU/USR2 have nothing to act on, and the process ends where the worker does
-(os._exit), so there is no `on_exit` hook and no pidfile (it could not be removed). `--reload` keeps working: its children are
-fresh interpreters, never forks (reloader.py).
+The command's process never forks (supervisor.py, reloader.py): it keeps the sockets and starts
+fresh interpreters — a generation, or a --reload server. Only their master forks workers; where
+there is no fork, `InProcess` stands in for it: one process, the app on `workers × threads`
+threads, as runserver serves (system check W041 says so when `workers` > 1). What the master's
+supervision adds is gone: no worker is replaced (max_requests, memory, `timeout`) and TTIN/TTOU
+have nothing to act on. HUP still serves the code on disk (a new generation is a new interpreter).
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ class InProcess(Master):
         return 1  # not reached: Worker.run() exits the process
 
     def announce_ready(self) -> None:
-        error_log.info("Ready: 1 worker(s), pids %d (one process: no fork here)", os.getpid())
-        self.hooks("when_ready", self)
+        message = f"Ready: 1 worker(s), pids {os.getpid()} (one process: no fork here)"
+        if self.announce is not None:
+            self.announce(message)  # a generation's: the supervisor logs it, runs when_ready
+        else:
+            error_log.info("%s", message)
+            self.hooks("when_ready", self)
 
 
 class FirstBeat(Heartbeat):

@@ -24,6 +24,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -270,22 +271,23 @@ def ready(app, run_checks: Callable[[], None] | None):
     _state.ready = True
     os.write(_state.status, b"r")
     server = os.getpid()
-    if os.fork() == 0:
-        _checker(server, run_checks)
+    if not portable.CAN_FORK:  # Windows: a thread of the server, as runserver checks in-process
+        threading.Thread(target=_check, args=(server, run_checks), daemon=True).start()
+    elif os.fork() == 0:  # off the path of the first requests, at a lower priority
+        portable.die_with_parent(server)  # a retired server's stale notices would only confuse
+        os.nice(10)
+        os._exit(_check(server, run_checks))
     return ChangeReplay(app, _state.events)
 
 
-def _checker(server: int, run_checks: Callable[[], None] | None) -> None:
-    """A fork of the loaded server, off the path of its first requests: report what the server
-    loaded (the supervisor watches those files; the next standby imports the libraries among them),
-    then run runserver's checks and migration notice. Never returns."""
+def _check(server: int, run_checks: Callable[[], None] | None) -> int:
+    """Report what the server loaded (the supervisor watches those files; the next standby imports
+    the libraries among them), then run runserver's checks and migration notice. The exit status."""
     from django.apps import apps
     from django.core.management.base import SystemCheckError
 
     code = 0
     try:
-        portable.die_with_parent(server)  # a retired server's stale notices would only confuse
-        os.nice(10)
         report = {
             "modules": [
                 [name, file]
@@ -307,7 +309,7 @@ def _checker(server: int, run_checks: Callable[[], None] | None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.write(_state.status, b"c")
-        os._exit(code)
+    return code
 
 
 class ChangeReplay:
