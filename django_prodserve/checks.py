@@ -18,6 +18,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from . import logs
 from .conf import reloading, resolve
 from .server import portable, sockets, tls
+from .server.inprocess import RECYCLING
 
 _command_line: dict = {}
 
@@ -160,6 +161,17 @@ def check_platform(config) -> list[CheckMessage]:
                 hint="Set workers to 1 and threads to the requests to serve at once. A production "
                 "server needs fork: Linux, macOS or a BSD.",
                 id="prodserve.W041",
+            )
+        ]
+    recycling = [name for name in RECYCLING if getattr(config, name)]
+    if recycling and not portable.CAN_FORK:
+        return [
+            Warning(
+                f"PRODSERVE {', '.join(recycling)} would recycle the worker, but this platform "
+                f"({sys.platform}) cannot fork: the one process serving is the worker, so they "
+                "are ignored.",
+                hint="Unset them here; they apply where workers are forked (Linux, macOS, BSDs).",
+                id="prodserve.W042",
             )
         ]
     if config.reuse_port and not portable.HAS_REUSE_PORT:

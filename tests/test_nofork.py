@@ -75,3 +75,12 @@ def test_the_selectors_loop_serves_keep_alive_and_pipelined_requests(server):
             assert chunk, data
             data += chunk
     assert data.count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_recycling_is_off_as_the_worker_is_the_server(start_server):
+    server = start_server("-w", "1", "--max-requests", "2", env=NOFORK)
+    assert "prodserve.W042" in server.output
+    assert "max_requests would recycle the worker" in server.output
+    for _ in range(5):
+        assert get(server.port, "/hello/").status == 200
+    assert server.proc.poll() is None

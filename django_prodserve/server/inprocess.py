@@ -4,8 +4,8 @@ The command's process never forks (supervisor.py, reloader.py): it keeps the soc
 fresh interpreters — a generation, or a --reload server. Only their master forks workers; where
 there is no fork, `InProcess` stands in for it: one process, the app on `workers × threads`
 threads, as runserver serves (system check W041 says so when `workers` > 1). What the master's
-supervision adds is gone: no worker is replaced (max_requests, memory, `timeout`) and TTIN/TTOU
-have nothing to act on. HUP still serves the code on disk (a new generation is a new interpreter).
+supervision adds is gone: no worker is recycled (the recycling settings are off, W042) or aborted
+(`timeout`), and TTIN/TTOU have nothing to act on. HUP still serves the code on disk (a new generation is a new interpreter).
 """
 
 from __future__ import annotations
@@ -24,11 +24,21 @@ from .worker import Worker
 error_log = logging.getLogger("django_prodserve.error")
 
 
+#: What recycles a worker: without fork the worker is the server, and its exit would stop it.
+RECYCLING = ("max_requests", "max_worker_memory", "max_worker_lifetime")
+
+
 def one_process(config):
-    """The configuration a process that cannot fork serves with: the workers become threads."""
-    if CAN_FORK or config.workers == 1:
+    """The configuration a process that cannot fork serves with: the workers become threads, and
+    nothing recycles the one worker (system checks W041, W042)."""
+    if CAN_FORK:
         return config
-    return dataclasses.replace(config, workers=1, threads=config.workers * config.threads)
+    return dataclasses.replace(
+        config,
+        workers=1,
+        threads=config.workers * config.threads,
+        **dict.fromkeys(RECYCLING, 0),
+    )
 
 
 class InProcess(Master):
