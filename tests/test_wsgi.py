@@ -469,6 +469,17 @@ def test_two_content_lengths_from_the_app_are_refused_unless_equal(server, same,
         assert (response.header("Content-Length"), response.body) == ("4", b"four")
 
 
+def test_an_app_s_content_length_is_not_sent_with_a_204(server):
+    """RFC 9110 §8.6: a server MUST NOT send Content-Length in a 1xx or 204 response (Django's
+    CommonMiddleware sets 'Content-Length: 0' on every response, 204s included)."""
+    with Connection(server.host, server.port) as conn:
+        conn.send(raw("GET", "/custom-head?status=204+No+Content&name=Content-Length&value=0"))
+        response = conn.read_response()
+        assert (response.status, response.header("Content-Length")) == (204, None)
+        conn.send(raw("GET", "/one-chunk"))
+        assert conn.read_response().body == b"one chunk body"  # no stray body in between
+
+
 def test_a_started_response_that_fails_is_cut_short_never_followed_by_another_head(server):
     """An app that write()s and then raises: the client must see a truncated response (no last
     chunk) and a close, not a 500's head spliced into the chunked body."""

@@ -256,6 +256,8 @@ class Exchange:
                         raise ValueError(f"two Content-Lengths, {length} and {size}")
                     continue
                 length = size
+                if self.code == 204 or self.code < 200:  # RFC 9110 §8.6: MUST NOT send one
+                    continue
             append(line)
         if own is None:
             append(http.date_and_server())
