@@ -246,9 +246,13 @@ def measure(
                 if verbose:
                     seen = console.first_after(saved, "changed, reloading")
                     up = console.first_after(saved, r"Server process \d+ ready")
-                    ms = [None if t is None else round((t - saved) * 1000) for t in (seen, up)]
+                    worker = console.first_after(saved, r"Worker \d+ ready")
+                    ms = [
+                        None if t is None else round((t - saved) * 1000) for t in (seen, up, worker)
+                    ]
                     result.trace.append(
-                        f"{name} {kind}: seen {ms[0]} ms, up {ms[1]} ms, answered {latency * 1000:.0f} ms"
+                        f"{name} {kind}: seen {ms[0]} ms, app loaded {ms[1]} ms, "
+                        f"worker up {ms[2]} ms, answered {latency * 1000:.0f} ms"
                     )
         return result
     except RuntimeError as exc:

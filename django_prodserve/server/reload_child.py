@@ -28,6 +28,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from . import portable
 
@@ -114,8 +115,6 @@ def main() -> None:
     portable.die_with_parent(_state.supervisor)
     # Ctrl-C reaches the whole process group; a parked standby leaves stopping to the supervisor.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Our own copies of the sockets: the command's socket objects close theirs if it fails.
-    fallback = [os.dup(int(fd)) for fd in os.environ["PRODSERVE_LISTEN_FDS"].split(",")]
     kind, target, *argv = sys.argv[1:]
     sys.argv = [target, *argv]  # as the command will see it, settings included
     imports = Imports()
@@ -131,16 +130,47 @@ def main() -> None:
         return  # discarded, or the supervisor is gone
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if word.startswith(b"error\n"):
-        serve_error(fallback, word[6:].decode(), None)
+        fds = [int(fd) for fd in os.environ["PRODSERVE_LISTEN_FDS"].split(",")]
+        serve_error(fds, word[6:].decode(), None)
     changed = word.split(b"\n")[1:]
     if (_state.libraries is not None and not set_up) or imports.stale(changed, set_up):
         os.write(_state.status, b"s")  # the supervisor asks a colder standby
         return
+    if kind == "module":
+        _serve_or_explain(lambda: runpy.run_module(target, run_name="__main__", alter_sys=True))
+    else:
+        _serve_or_explain(lambda: runpy.run_path(target, run_name="__main__"))
+
+
+def serve_forked(state: dict, fds: list[int], serve: Callable[[], None]) -> NoReturn:
+    """The first server: a fork of the supervisor, which imported the project a moment ago and so
+    holds the code on disk; a fresh interpreter would spend as long again importing it. `serve`
+    is the command's serving path; this never returns into the supervisor's."""
+    global _state
+    _state = ChildState(control=-1, **state)
+    os.environ["PRODSERVE_LISTEN_FDS"] = ",".join(map(str, fds))
+    os.environ["RUN_MAIN"] = "true"  # django.utils.autoreload's: as in runserver's child
+    code = 0
     try:
-        if kind == "module":
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
-        else:
-            runpy.run_path(target, run_name="__main__")
+        portable.die_with_parent(_state.supervisor)
+        _serve_or_explain(serve)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _serve_or_explain(serve: Callable[[], None]) -> None:
+    """Run the command's serving path; if the project fails before it serves, serve the error."""
+    # Our own copies of the sockets: the command's socket objects close theirs if it fails.
+    fallback = [os.dup(int(fd)) for fd in os.environ["PRODSERVE_LISTEN_FDS"].split(",")]
+    try:
+        serve()
     except KeyboardInterrupt:
         return
     except BaseException as exc:  # SystemExit too: a CommandError before serving is a boot error

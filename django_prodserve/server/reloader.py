@@ -18,14 +18,16 @@ import logging
 import os
 import select
 import signal
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.utils import autoreload
 
 from .portable import wake_pipe
-from .reload_child import BOOTSTRAP, CHILD_ENV, STOP_GRACE, report_path
+from .reload_child import BOOTSTRAP, CHILD_ENV, STOP_GRACE, report_path, serve_forked
 from .supervisor import Child, describe_exit, drain, kill_overdue, next_deadline, spawn
 from .watch import FileWatch, Watcher
 
@@ -50,11 +52,14 @@ def child_command() -> list[str]:
 class Reloader:
     """The supervisor's loop: signals, file changes and the children's news through one select()."""
 
-    def __init__(self, config, listeners, debug: bool) -> None:
+    def __init__(
+        self, config, listeners, debug: bool, serve_here: Callable[[], None] | None = None
+    ) -> None:
         self.config = config
         self.listeners = listeners
         self.fds = [listener.sock.fileno() for listener in listeners]
         self.debug = debug
+        self.serve_here = serve_here
         self.command = child_command()
         self.warm = config.reload_start == "warm"
         self.children: list[Child] = []
@@ -72,14 +77,16 @@ class Reloader:
     def run(self) -> None:
         """Serve through children until SIGTERM, SIGINT or SIGQUIT stops them all."""
         self.events = tempfile.TemporaryFile()
+        self.reports = tempfile.TemporaryDirectory(prefix="prodserve-reload-")
+        self.libraries = Path(self.reports.name, "libraries")
+        # The server first (forked before this process sets its signals up): it boots while
+        # this process works out what to watch.
+        self.active = self.fork_first() if self.serve_here is not None else self.serve()
         self.wake_r, self.wake_w = wake_pipe()
         for signum in (signal.SIGCHLD, *STOP_SIGNALS):
             signal.signal(signum, _noop)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        self.reports = tempfile.TemporaryDirectory(prefix="prodserve-reload-")
-        self.libraries = Path(self.reports.name, "libraries")
-        # The server first: it boots while this process works out what to watch.
-        self.active = self.serve()
+        self.reap()  # a server that died before SIGCHLD was ours to hear
         self.files = FileWatch(self.config.reload_extra_files)
         self.watcher = Watcher(self.config.reload_polling)
         self.watch()
@@ -120,26 +127,46 @@ class Reloader:
         """A new interpreter, parked after importing Django (and, deep, setting the project up)
         until it is told what to do."""
         control_r, control_w = os.pipe()
-        events = self.events.fileno()
 
         def env_for(status: int) -> dict[str, str]:
-            state = {
-                "control": control_r,
-                "status": status,
-                "events": events,
-                "debug": self.debug,
-                "supervisor": os.getpid(),
-                "reports": self.reports.name,
-                "libraries": str(self.libraries) if deep else None,
-            }
+            state = {"control": control_r, **self.child_state(status, deep)}
             # RUN_MAIN, as in runserver's child
             return {CHILD_ENV: json.dumps(state), autoreload.DJANGO_AUTORELOAD_ENV: "true"}
 
         try:
-            child = spawn(self.command, self.fds, env_for, keep=(control_r, events))
+            child = spawn(self.command, self.fds, env_for, keep=(control_r, self.events.fileno()))
         finally:
             os.close(control_r)
         child.control = control_w
+        self.children.append(child)
+        return child
+
+    def child_state(self, status: int, deep: bool) -> dict:
+        """What a server child is told (reload_child.ChildState), but its control pipe."""
+        return {
+            "status": status,
+            "events": self.events.fileno(),
+            "debug": self.debug,
+            "supervisor": os.getpid(),
+            "reports": self.reports.name,
+            "libraries": str(self.libraries) if deep else None,
+        }
+
+    def fork_first(self) -> Child:
+        """The first server, forked from this process (reload_child.serve_forked): it imported
+        the project a moment ago, and a fresh interpreter would import it all again (the start
+        would be slower than runserver's)."""
+        status_r, status_w = os.pipe()
+        state = self.child_state(status_w, deep=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(status_r)
+            serve_forked(state, self.fds, self.serve_here)
+        os.close(status_w)
+        os.set_blocking(status_r, False)
+        child = Child(Forked(pid), None, status_r, word=GO)  # type: ignore[arg-type]
         self.children.append(child)
         return child
 
@@ -293,6 +320,21 @@ class Reloader:
             if child.stop_by is None:
                 fast = child is self.active and signum != signal.SIGTERM
                 self.retire(child, signum if fast else signal.SIGTERM)
+
+
+class Forked:
+    """The first server's process, as much of subprocess.Popen as Child needs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
 
 def _noop(signum, frame) -> None:

@@ -145,7 +145,7 @@ class Command(BaseCommand):
         config = one_process(config)
         logs.configure(config, self.style if console_log else None)
         if supervise:
-            return self.supervise(config)
+            return self.supervise(config, options, cli)
         if child is None and generation is None:
             return self.serve_generations(config)
         self.serve(config, options, cli, generation)
@@ -203,15 +203,17 @@ class Command(BaseCommand):
             self.check(display_num_errors=True)
         self.check_migrations()
 
-    def supervise(self, config) -> None:
-        """--reload: this process keeps the sockets and watches files; fresh interpreters serve."""
+    def supervise(self, config, options, cli: dict) -> None:
+        """--reload: this process keeps the sockets and watches files; a fork of it serves first,
+        then fresh interpreters."""
         from ...server.reloader import Reloader  # imports watchfiles, which only dev mode needs
 
         if config.umask is not None:
             os.umask(config.umask)
         listeners = self.bind(config)
         self.banner(config, listeners)
-        Reloader(config, listeners, settings.DEBUG).run()
+        serve_here = functools.partial(self.serve, reload_child.adjust(config), options, cli, None)
+        Reloader(config, listeners, settings.DEBUG, serve_here).run()
 
     def print_config(self, config, sources: dict[str, str], problems) -> None:
         """--print-config: each setting as you would write it in PRODSERVE, and its source."""
