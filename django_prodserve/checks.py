@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import ssl
 import sys
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import logs
-from .conf import reloading, resolve
+from .conf import BY_NAME, ENV_PREFIX, SETTINGS, closest_setting, reloading, resolve
 from .server import portable, sockets, tls
 from .server.inprocess import RECYCLING
 
@@ -41,9 +42,60 @@ def current_config():
 def check_settings(app_configs, **kwargs) -> list[CheckMessage]:
     config, _, problems = current_config()
     messages: list[CheckMessage] = [Error(p.message, hint=p.hint, id=p.id) for p in problems]
+    messages += check_environment(os.environ)
     if not problems:
         messages += check_tls(config) + check_against_django(config) + check_static(config)
-        messages += check_platform(config)
+        messages += check_platform(config) + check_bind(config)
+    return messages
+
+
+def check_environment(environ) -> list[CheckMessage]:
+    """A PRODSERVE_ variable that names no setting is a typo (PRODSERVE_WOKERS) the server would
+    silently ignore: say so, as settings.PRODSERVE's unknown keys are refused."""
+    from .server.master import LISTEN_FDS_ENV
+    from .server.reload_child import CHILD_ENV
+    from .server.supervisor import GENERATION_ENV
+
+    known = {setting.env_var for setting in SETTINGS} | {LISTEN_FDS_ENV, CHILD_ENV, GENERATION_ENV}
+    messages: list[CheckMessage] = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = closest_setting(name.removeprefix(ENV_PREFIX))
+            hint = (
+                f"Did you mean {BY_NAME[close].env_var}?"
+                if close
+                else "`manage.py prodserve --print-config` lists every setting and its variable."
+            )
+            messages.append(
+                Warning(
+                    f"The environment variable {name} is not a prodserve setting: it is ignored.",
+                    hint=hint,
+                    id="prodserve.W004",
+                )
+            )
+    return messages
+
+
+def check_bind(config) -> list[CheckMessage]:
+    """A `bind` host that is neither an IP address nor a name this machine resolves cannot be
+    bound; say so now (--check), not when the server starts."""
+    messages: list[CheckMessage] = []
+    for entry in config.bind:
+        address = sockets.parse_bind(entry)
+        if address.kind != "tcp":
+            continue
+        try:
+            socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            messages.append(
+                Error(
+                    f"PRODSERVE bind {entry!r}: the host {address.host!r} is not an IP address "
+                    f"and does not resolve ({exc}).",
+                    hint="Fix bind: write HOST:PORT with an IP address or a name this machine "
+                    "resolves, such as '127.0.0.1:8000', '0.0.0.0:8000' or '[::1]:8000'.",
+                    id="prodserve.E006",
+                )
+            )
     return messages
 
 

@@ -267,6 +267,7 @@ class Setting:
     help: str
     flags: tuple[str, ...] = ()
     metavar: str | None = None
+    section: str = "production"  # SECTIONS: where --help lists it
 
     @property
     def env_var(self) -> str:
@@ -285,6 +286,20 @@ class Setting:
         if self.convert is octal and value is not None:
             return f"0o{value:03o}"
         return repr(list(value) if isinstance(value, tuple) else value)
+
+
+#: --help's groups, in order, with what each is about.
+SECTIONS = {
+    "development": "Development (runserver's options; reload is on with DEBUG)",
+    "production": "Production: workers, limits, sockets, processes",
+    "TLS and proxies": "TLS and proxies",
+    "logging": "Logging, request ids and metrics",
+    "hooks": "Server hooks (gunicorn's): callables or dotted paths",
+}
+
+
+def _section(section: str, settings: tuple[Setting, ...]) -> tuple[Setting, ...]:
+    return tuple(dataclasses.replace(setting, section=section) for setting in settings)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -425,6 +440,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Access log: a file path, '-' for stdout, or None for no access log.",
         ("--access-logfile",),
         "FILE",
+        "logging",
     ),
     Setting(
         "access_log_format",
@@ -435,6 +451,7 @@ SETTINGS: tuple[Setting, ...] = (
         "object of atoms. Values are escaped, so no client can forge a line.",
         ("--access-logformat",),
         "FORMAT",
+        "logging",
     ),
     Setting(
         "errorlog",
@@ -443,8 +460,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Error log: a file path, or '-' for stderr.",
         ("--error-logfile", "--log-file"),
         "FILE",
+        "logging",
     ),
-    Setting("loglevel", "info", choice(*LOG_LEVELS), "Error log level.", ("--log-level",), "LEVEL"),
+    Setting(
+        "loglevel",
+        "info",
+        choice(*LOG_LEVELS),
+        "Error log level.",
+        ("--log-level",),
+        "LEVEL",
+        "logging",
+    ),
     Setting(
         "proc_name",
         None,
@@ -547,121 +573,133 @@ SETTINGS += (
     ),
 ) + tuple(
     Setting(
-        name, None, hook, f"Server hook {text}", (f"--{name.replace('_', '-')}",), "DOTTED.PATH"
+        name,
+        None,
+        hook,
+        f"Server hook {text}",
+        (f"--{name.replace('_', '-')}",),
+        "DOTTED.PATH",
+        "hooks",
     )
     for name, text in HOOKS.items()
 )
 
 # TLS and proxies
-SETTINGS += (
-    Setting(
-        "certfile",
-        None,
-        optional_string,
-        "TLS certificate (PEM); with keyfile, serve HTTPS.",
-        ("--certfile",),
-        "FILE",
-    ),
-    Setting("keyfile", None, optional_string, "TLS private key (PEM).", ("--keyfile",), "FILE"),
-    Setting(
-        "ca_certs",
-        None,
-        optional_string,
-        "CA certificates (PEM) to verify client certificates with.",
-        ("--ca-certs",),
-        "FILE",
-    ),
-    Setting(
-        "cert_reqs",
-        "none",
-        choice("none", "optional", "required"),
-        "Client certificates: none, optional or required (mutual TLS).",
-        ("--cert-reqs",),
-        "MODE",
-    ),
-    Setting(
-        "ciphers",
-        None,
-        optional_string,
-        "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's). None: Python's "
-        "defaults. TLS below 1.2 is never offered.",
-        ("--ciphers",),
-        "CIPHERS",
-    ),
-    Setting(
-        "forwarded_allow_ips",
-        ("127.0.0.1", "::1"),
-        networks,
-        "Peers trusted to set X-Forwarded-For/-Proto and Forwarded: IPs or CIDR networks, or "
-        "'*'. From anyone else those headers are removed.",
-        ("--forwarded-allow-ips",),
-        "IPS",
-    ),
-    Setting(
-        "secure_scheme_headers",
-        {"X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
-        header_values,
-        "Headers (from trusted peers) whose value means the request came over HTTPS. When "
-        "several are present and disagree, the request gets 400 (as gunicorn).",
-        ("--secure-scheme-headers",),
-        "JSON",
-    ),
-    Setting(
-        "forwarded_headers",
-        "x-forwarded",
-        choice("x-forwarded", "forwarded"),
-        "Which headers a trusted proxy names the client with: 'x-forwarded' (X-Forwarded-For "
-        "and secure_scheme_headers, as nginx's recipe sends) or 'forwarded' (RFC 7239 "
-        "Forwarded). The other kind is removed: a proxy passes a client's copy through.",
-        ("--forwarded-headers",),
-        "STYLE",
-    ),
-    Setting(
-        "proxy_protocol",
-        "off",
-        choice("off", "v1", "v2", "auto"),
-        "Expect a PROXY protocol header (HAProxy) first on connections from proxy_allow_ips.",
-        ("--proxy-protocol",),
-        "VERSION",
-    ),
-    Setting(
-        "proxy_allow_ips",
-        ("127.0.0.1", "::1"),
-        networks,
-        "Peers allowed to send a PROXY protocol header.",
-        ("--proxy-allow-from",),
-        "IPS",
+SETTINGS += _section(
+    "TLS and proxies",
+    (
+        Setting(
+            "certfile",
+            None,
+            optional_string,
+            "TLS certificate (PEM); with keyfile, serve HTTPS.",
+            ("--certfile",),
+            "FILE",
+        ),
+        Setting("keyfile", None, optional_string, "TLS private key (PEM).", ("--keyfile",), "FILE"),
+        Setting(
+            "ca_certs",
+            None,
+            optional_string,
+            "CA certificates (PEM) to verify client certificates with.",
+            ("--ca-certs",),
+            "FILE",
+        ),
+        Setting(
+            "cert_reqs",
+            "none",
+            choice("none", "optional", "required"),
+            "Client certificates: none, optional or required (mutual TLS).",
+            ("--cert-reqs",),
+            "MODE",
+        ),
+        Setting(
+            "ciphers",
+            None,
+            optional_string,
+            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's). None: Python's "
+            "defaults. TLS below 1.2 is never offered.",
+            ("--ciphers",),
+            "CIPHERS",
+        ),
+        Setting(
+            "forwarded_allow_ips",
+            ("127.0.0.1", "::1"),
+            networks,
+            "Peers trusted to set X-Forwarded-For/-Proto and Forwarded: IPs or CIDR networks, or "
+            "'*'. From anyone else those headers are removed.",
+            ("--forwarded-allow-ips",),
+            "IPS",
+        ),
+        Setting(
+            "secure_scheme_headers",
+            {"X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
+            header_values,
+            "Headers (from trusted peers) whose value means the request came over HTTPS. When "
+            "several are present and disagree, the request gets 400 (as gunicorn).",
+            ("--secure-scheme-headers",),
+            "JSON",
+        ),
+        Setting(
+            "forwarded_headers",
+            "x-forwarded",
+            choice("x-forwarded", "forwarded"),
+            "Which headers a trusted proxy names the client with: 'x-forwarded' (X-Forwarded-For "
+            "and secure_scheme_headers, as nginx's recipe sends) or 'forwarded' (RFC 7239 "
+            "Forwarded). The other kind is removed: a proxy passes a client's copy through.",
+            ("--forwarded-headers",),
+            "STYLE",
+        ),
+        Setting(
+            "proxy_protocol",
+            "off",
+            choice("off", "v1", "v2", "auto"),
+            "Expect a PROXY protocol header (HAProxy) first on connections from proxy_allow_ips.",
+            ("--proxy-protocol",),
+            "VERSION",
+        ),
+        Setting(
+            "proxy_allow_ips",
+            ("127.0.0.1", "::1"),
+            networks,
+            "Peers allowed to send a PROXY protocol header.",
+            ("--proxy-allow-from",),
+            "IPS",
+        ),
     ),
 )
 
 # Development
-SETTINGS += (
-    Setting(
-        "reload",
-        "auto",
-        auto_boolean,
-        "Development: watch the project's files and serve from a fresh interpreter after each "
-        "change. A broken edit gets a 500 page with the traceback, never an exit. 'auto': on "
-        "when DEBUG is, as runserver (--noreload turns it off).",
-        ("--reload",),
-    ),
-    Setting(
-        "reload_extra_files",
-        (),
-        string_list,
-        "More files for --reload to watch: paths or globs such as 'config/*.yaml'. Repeat for "
-        "several.",
-        ("--reload-extra-file",),
-        "PATH",
-    ),
-    Setting(
-        "reload_start",
-        "warm",
-        choice("warm", "cold"),
-        "How --reload starts the next server: 'warm' keeps a standby interpreter with Django "
-        "already imported (faster reloads, one more process), 'cold' starts one per change.",
-        ("--reload-start",),
-        "MODE",
+SETTINGS += _section(
+    "development",
+    (
+        Setting(
+            "reload",
+            "auto",
+            auto_boolean,
+            "Development: watch the project's files and serve from a fresh interpreter after each "
+            "change. A broken edit gets a 500 page with the traceback, never an exit. 'auto': on "
+            "when DEBUG is, as runserver (--noreload turns it off).",
+            ("--reload",),
+        ),
+        Setting(
+            "reload_extra_files",
+            (),
+            string_list,
+            "More files for --reload to watch: paths or globs such as 'config/*.yaml'. Repeat for "
+            "several.",
+            ("--reload-extra-file",),
+            "PATH",
+        ),
+        Setting(
+            "reload_start",
+            "warm",
+            choice("warm", "cold"),
+            "How --reload starts the next server: 'warm' keeps a standby interpreter with Django "
+            "already imported (faster reloads, one more process), 'cold' starts one per change.",
+            ("--reload-start",),
+            "MODE",
+        ),
     ),
 )
 
@@ -712,43 +750,46 @@ SETTINGS += (
 )
 
 # Request ids and metrics
-SETTINGS += (
-    Setting(
-        "request_id_header",
-        None,
-        header_name,
-        "Request id header, such as 'X-Request-ID': its value (a new uuid4 hex when missing or "
-        "malformed) reaches the app, is echoed in the response and logged as the rid atom. "
-        "None disables.",
-        ("--request-id-header",),
-        "HEADER",
-    ),
-    Setting(
-        "statsd_host",
-        None,
-        udp_address,
-        "Send metrics to this statsd, HOST:PORT, over UDP without ever blocking (gunicorn's "
-        "metric names). None disables.",
-        ("--statsd-host",),
-        "HOST:PORT",
-    ),
-    Setting(
-        "statsd_prefix",
-        "gunicorn",
-        metric_prefix,
-        "Prefix of the statsd names; the default gives gunicorn's (gunicorn.requests ...). "
-        "gunicorn's prefix 'app' is 'app.gunicorn' here.",
-        ("--statsd-prefix",),
-        "PREFIX",
-    ),
-    Setting(
-        "prometheus_path",
-        None,
-        prometheus_path,
-        "Serve the Prometheus metrics of all workers at this path, such as '/-/metrics' (needs "
-        "the 'prometheus' extra). Anyone who reaches the server can read it. None disables.",
-        ("--prometheus-path",),
-        "PATH",
+SETTINGS += _section(
+    "logging",
+    (
+        Setting(
+            "request_id_header",
+            None,
+            header_name,
+            "Request id header, such as 'X-Request-ID': its value (a new uuid4 hex when missing or "
+            "malformed) reaches the app, is echoed in the response and logged as the rid atom. "
+            "None disables.",
+            ("--request-id-header",),
+            "HEADER",
+        ),
+        Setting(
+            "statsd_host",
+            None,
+            udp_address,
+            "Send metrics to this statsd, HOST:PORT, over UDP without ever blocking (gunicorn's "
+            "metric names). None disables.",
+            ("--statsd-host",),
+            "HOST:PORT",
+        ),
+        Setting(
+            "statsd_prefix",
+            "gunicorn",
+            metric_prefix,
+            "Prefix of the statsd names; the default gives gunicorn's (gunicorn.requests ...). "
+            "gunicorn's prefix 'app' is 'app.gunicorn' here.",
+            ("--statsd-prefix",),
+            "PREFIX",
+        ),
+        Setting(
+            "prometheus_path",
+            None,
+            prometheus_path,
+            "Serve the Prometheus metrics of all workers at this path, such as '/-/metrics' (needs "
+            "the 'prometheus' extra). Anyone who reaches the server can read it. None disables.",
+            ("--prometheus-path",),
+            "PATH",
+        ),
     ),
 )
 
@@ -797,12 +838,18 @@ def problems_in_settings(value: Any) -> list[Problem]:
 
 
 def _suggest(key: str) -> str:
+    close = closest_setting(key)
+    if close:
+        return f"Did you mean {close!r}? Remove or rename the key."
+    return "Remove the key; `manage.py prodserve --help` lists every setting."
+
+
+def closest_setting(name: str) -> str | None:
+    """The setting a misspelt name probably meant ('wrokers', 'WOKERS' → 'workers')."""
     import difflib
 
-    close = difflib.get_close_matches(key.lower().replace("-", "_"), BY_NAME, n=1)
-    if close:
-        return f"Did you mean {close[0]!r}? Remove or rename the key."
-    return "Remove the key; `manage.py prodserve --help` lists every setting."
+    close = difflib.get_close_matches(name.lower().replace("-", "_"), BY_NAME, n=1)
+    return close[0] if close else None
 
 
 def resolve(

@@ -35,7 +35,10 @@ Later ones win: **defaults < `settings.PRODSERVE` < environment < command line**
   the command line and replaces `bind`. Boolean flags take no value and can only turn a setting on.
 
 An invalid value anywhere is a system check error (`prodserve.E001`–`E005`) that names the setting,
-where it came from and the fix; the server refuses to start. Two commands help:
+where it came from and the fix; the server refuses to start, as for a `bind` host that does not
+resolve (`prodserve.E006`). A `PRODSERVE_` variable that names no setting is a warning with the name
+it probably meant (`prodserve.W004`). `--help` lists the flags by section (development, production,
+TLS and proxies, logging, hooks) with their defaults. Two commands help:
 
 - `python manage.py prodserve --print-config` prints every resolved setting and where its value came
   from (`default`, `settings.PRODSERVE`, `environment (PRODSERVE_…)` or `command line`).

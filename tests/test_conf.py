@@ -2,13 +2,14 @@
 
 import subprocess
 import sys
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
 from django.test import override_settings
 
-from django_prodserve.conf import BY_NAME, SETTINGS, resolve
+from django_prodserve.conf import BY_NAME, SECTIONS, SETTINGS, resolve
 from django_prodserve.management.commands.prodserve import Command
 from django_prodserve.server.sockets import Address, parse_bind
 from tests.conftest import MANAGE
@@ -146,3 +147,42 @@ def test_invalid_cli_value_refuses_to_start_with_the_flag_named():
     )
     assert result.returncode != 0
     assert "--workers must be an integer >= 1" in result.stderr
+
+
+def test_help_groups_the_options_by_section_and_shows_each_default():
+    text = Command().create_parser("manage.py", "prodserve").format_help()
+    assert text.startswith("usage: manage.py prodserve [addrport] [options]\n")
+    starts = [text.index(f"\n{title}:\n") for title in SECTIONS.values()]
+    assert starts == sorted(starts)
+    ends = [*starts[1:], len(text)]
+    sections = {name: text[starts[i] : ends[i]] for i, name in enumerate(SECTIONS)}
+    assert "--noreload" in sections["development"]
+    assert "Default: 'auto'" in sections["development"]  # reload
+    assert "--certfile" in sections["TLS and proxies"]
+    assert "--access-logfile" in sections["logging"]
+    assert "--post-fork" in sections["hooks"]
+    assert "-w N, --workers N" in sections["production"]
+    for setting in SETTINGS:
+        assert setting.flags[-1] in sections[setting.section], setting.name
+
+
+def test_a_url_for_bind_gets_the_address_to_write_instead():
+    with pytest.raises(
+        ValueError, match=r"is a URL; bind takes an address: write '127.0.0.1:8000'"
+    ):
+        parse_bind("http://127.0.0.1:8000")
+
+
+def test_check_refuses_a_bind_host_that_does_not_resolve(monkeypatch):
+    monkeypatch.setenv("PRODSERVE_BIND", "nonsense")
+    with pytest.raises(SystemCheckError, match=r"prodserve\.E006.*'nonsense'"):
+        call_command("prodserve", "--check", stdout=StringIO(), stderr=StringIO())
+
+
+def test_a_misspelt_environment_variable_is_warned_about_with_the_name_it_meant(monkeypatch):
+    monkeypatch.setenv("PRODSERVE_WOKERS", "2")
+    out, err = StringIO(), StringIO()
+    call_command("check", stdout=out, stderr=err)
+    output = out.getvalue() + err.getvalue()
+    assert "prodserve.W004" in output and "PRODSERVE_WOKERS" in output
+    assert "Did you mean PRODSERVE_WORKERS?" in output

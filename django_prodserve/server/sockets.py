@@ -34,6 +34,11 @@ def parse_bind(text: str) -> Address:
         if not text[5:].isdigit():
             raise ValueError(f"{text!r} is not a file descriptor number; write fd://3")
         return Address("fd", fd=int(text[5:]))
+    if "://" in text:  # not fd:// (above): a URL such as http://127.0.0.1:8000
+        netloc = text.partition("://")[2].partition("/")[0]
+        raise ValueError(
+            f"{text!r} is a URL; bind takes an address: write {netloc or 'HOST:PORT'!r}"
+        )
     host, port = text, str(DEFAULT_PORT)
     if text.startswith("["):
         inner, sep, rest = text[1:].partition("]")

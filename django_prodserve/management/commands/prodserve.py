@@ -20,7 +20,7 @@ from django.db import connections
 from django.urls import get_resolver
 
 from ... import __version__, checks, logs, metrics, static
-from ...conf import SETTINGS, reloading, resolve
+from ...conf import SECTIONS, SETTINGS, reloading, resolve
 from ...server import reload_child, sockets, supervisor, tls, wsgi
 from ...server.hooks import Hooks
 from ...server.inprocess import Server, one_process
@@ -42,17 +42,10 @@ class Command(BaseCommand):
     suppressed_base_arguments = {"--verbosity", "--traceback"}
 
     def add_arguments(self, parser) -> None:
+        parser.usage = "%(prog)s [addrport] [options]"  # the options, grouped, follow
         parser.add_argument(
             "addrport", nargs="?", help="Optional port number, or ipaddr:port (replaces bind)."
         )
-        parser.add_argument(
-            "-6",
-            "--ipv6",
-            action="store_true",
-            dest="use_ipv6",
-            help="Use the IPv6 loopback ::1 when addrport names no address.",
-        )
-        parser.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
         parser.add_argument(
             "--check",
             action="store_true",
@@ -64,20 +57,51 @@ class Command(BaseCommand):
             action="store_true",
             help="Print every resolved setting and where its value came from, then exit.",
         )
-        parser.add_argument(
+        # Each setting's flag in its section, with its default: `--help` reads like runserver's
+        # for development and like gunicorn's below it.
+        groups = {name: parser.add_argument_group(title) for name, title in SECTIONS.items()}
+        development = groups["development"]
+        development.add_argument(
+            "-6",
+            "--ipv6",
+            action="store_true",
+            dest="use_ipv6",
+            help="Use the IPv6 loopback ::1 when addrport names no address.",
+        )
+        development.add_argument("--skip-checks", action="store_true", help="Skip system checks.")
+        development.add_argument(
             "--nostatic",
             action="store_false",
             dest="use_static_handler",
             help="Do NOT serve static files at STATIC_URL when DEBUG is on.",
         )
-        parser.add_argument(
+        development.add_argument(
             "--insecure",
             action="store_true",
             dest="insecure_serving",
             help="Serve static files even if DEBUG is False.",
         )
+        development.add_argument(
+            "--noreload",
+            action="store_const",
+            const=False,
+            dest="setting_reload",
+            help="Do NOT watch files and restart on changes (runserver's flag).",
+        )
+        development.add_argument(
+            "--nothreading",
+            action="store_const",
+            const=1,
+            dest="setting_threads",
+            help="Run the app inline in each worker's event loop (threads = 1).",
+        )
         for setting in SETTINGS:
-            kwargs = {"dest": f"setting_{setting.name}", "default": None, "help": setting.help}
+            default = setting.show(setting.default).replace("%", "%%")  # argparse formats help
+            kwargs = {
+                "dest": f"setting_{setting.name}",
+                "default": None,
+                "help": f"{setting.help} Default: {default}.",
+            }
             if setting.is_flag:
                 kwargs["action"] = "store_const"
                 kwargs["const"] = True
@@ -85,21 +109,7 @@ class Command(BaseCommand):
                 kwargs["metavar"] = setting.metavar
                 if setting.is_list:
                     kwargs["action"] = "append"
-            parser.add_argument(*setting.flags, **kwargs)
-        parser.add_argument(
-            "--noreload",
-            action="store_const",
-            const=False,
-            dest="setting_reload",
-            help="Do NOT watch files and restart on changes (runserver's flag).",
-        )
-        parser.add_argument(
-            "--nothreading",
-            action="store_const",
-            const=1,
-            dest="setting_threads",
-            help="Run the app inline in each worker's event loop (threads = 1).",
-        )
+            groups[setting.section].add_argument(*setting.flags, **kwargs)
 
     def handle(self, *args, **options) -> None:
         cli = {
