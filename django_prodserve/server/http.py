@@ -196,7 +196,9 @@ class RequestParser:
         such a read does not restart it: a head sent a line at a time cannot hold a connection
         for ever (issue 18 #6).
         """
-        return self.in_progress and self._in_head and self._head_bytes > last_read
+        # Not in_progress, which starts at the target: empty lines and a method sent a byte at a
+        # time are part of the head too.
+        return self._in_head and self._head_bytes > last_read
 
     def close(self) -> None:
         """The connection ends: close the body being read and those of requests not served.
