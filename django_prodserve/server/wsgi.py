@@ -14,7 +14,7 @@ import sys
 from urllib.parse import unquote_to_bytes
 
 from . import http
-from .http import EMPTY_BODY, Request
+from .http import CHUNKED, EMPTY_BODY, NO_BODY, Request, response_framing
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -239,6 +239,7 @@ class Exchange:
         cache = _header_lines
         length = None
         own = None
+        code = self.code
         for pair in self.headers:
             line = cache.get(pair) if type(pair) is tuple else None
             if line is None:
@@ -256,7 +257,7 @@ class Exchange:
                         raise ValueError(f"two Content-Lengths, {length} and {size}")
                     continue
                 length = size
-                if self.code == 204 or self.code < 200:  # RFC 9110 §8.6: MUST NOT send one
+                if code < 200 or code == 204:  # RFC 9110 §8.6: MUST NOT send one
                     continue
             append(line)
         if own is None:
@@ -267,12 +268,14 @@ class Exchange:
             if "s" not in own:
                 append(http.SERVER_HEADER)
         req = self.req
-        end, framing, self.length, self.keep_alive = http.response_framing(
-            req.method, req.version, self.code, length, body_length, self.keep_alive
+        end, framing, self.length, self.keep_alive = response_framing(
+            req.method, req.version, code, length, body_length, self.keep_alive
         )
         append(end)
-        self.bodyless = framing == http.NO_BODY
-        self.chunked = framing == http.CHUNKED
+        if framing == NO_BODY:  # both False until then; the common case stores neither
+            self.bodyless = True
+        elif framing == CHUNKED:
+            self.chunked = True
         self.head_sent = True
         return b"".join(lines)
 
