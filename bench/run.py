@@ -6,7 +6,8 @@ port, a short wrk warmup, then a measured wrk run. Besides wrk's req/s and laten
 the CPU time burnt by the whole server process tree during the measured run, because on a small
 machine CPU per request is the number that predicts capacity, not raw req/s.
 
-Servers: prodserve (2 workers x 1 thread), prodserve-t4 (x 4 threads), prodserve-preload,
+Servers: prodserve (2 workers x 1 thread + spare threads), prodserve-t4 (x 4 threads),
+prodserve-inline (--spare-threads 0), prodserve-base (another checkout), prodserve-preload,
 gunicorn (2 sync workers), gunicorn-gthread (2 gthread workers x 4 threads), granian (WSGI),
 waitress (1 process x 4 threads), and the opt-in bjoern (2 forked processes of a WSGI server
 written in C, started by bench/bjoern_serve.py; not a default, and not in the `bench` extra as
@@ -104,6 +105,9 @@ class Workload:
     slow_clients: int = 0  # half-sent requests held open during a second measured run
     method: str = "GET"  # what the lua script (or wrk's default) sends; for the app-cost environ
     body_size: int = 0  # request body bytes the lua script sends; for the app-cost environ
+    mix: bool = False  # open-loop arrivals with slow requests (openloop.py) instead of wrk
+    seconds: int = 0  # overrides --duration when set (tail percentiles want many requests)
+    proxy: str = ""  # "nginx" or "nginx-keepalive": wrk talks to an nginx in front of the server
 
 
 BARE = ("testproject.bare:application", "testproject.settings_bare")
@@ -149,6 +153,11 @@ WORKLOADS = {
             mb_per_request=100.0,
         ),
         Workload("slow-clients", "/hello/", *DJANGO, slow_clients=SLOW_CLIENTS),
+        # Issue 15: what a load balancer's keep-alive pool does to a server whose views are
+        # sometimes slow; and the same hello behind nginx, whose CPU counts too.
+        Workload("mix", "/hello/", *DJANGO, mix=True, seconds=30),
+        Workload("nginx", "/hello/", *DJANGO, proxy="nginx"),
+        Workload("nginx-keepalive", "/hello/", *DJANGO, proxy="nginx-keepalive"),
     )
 }
 
@@ -174,11 +183,15 @@ class Server:
 BASE_TREE = Path(os.environ.get("PRODSERVE_BASE_TREE", "/tmp/prodserve-base"))
 
 
-def _prodserve(threads: int, preload: bool = False) -> Callable[[int, Workload], list[str]]:
+def _prodserve(
+    threads: int, preload: bool = False, spares: int | None = None
+) -> Callable[[int, Workload], list[str]]:
     """prodserve picks its app from DJANGO_SETTINGS_MODULE, so argv ignores the workload."""
 
     def argv(port: int, _w: Workload) -> list[str]:
         extra = ["--preload"] if preload else []
+        if spares is not None:
+            extra += ["--spare-threads", str(spares)]
         return [
             sys.executable,
             "testproject/manage.py",
@@ -280,6 +293,13 @@ SERVERS = {
         Server("prodserve", "django", _prodserve(1), REPO, "2 workers x 1 thread"),
         Server("prodserve-t4", "django", _prodserve(4), REPO, "2 workers x 4 threads"),
         Server(
+            "prodserve-inline",
+            "django",
+            _prodserve(1, spares=0),
+            REPO,
+            "2 workers x 1 thread, no spare threads (strictly inline)",
+        ),
+        Server(
             "prodserve-base",
             "django",
             _prodserve(1),
@@ -340,6 +360,10 @@ class Result:
     rss_mb: float = 0.0
     uss_mb: float = 0.0
     round_no: int = 1  # which of Plan.rounds this cell was measured in
+    fast_p999_ms: float = 0.0  # mix: p50_ms/p99_ms are the fast requests', this their p99.9
+    slow_p50_ms: float = 0.0  # mix: the slow requests' median
+    lag_p99_ms: float = 0.0  # mix: the generator's own lateness (scheduled arrival to send)
+    cpu_split: str = ""  # proxied workloads: "nginx X + server Y" CPU µs/req
 
 
 # --------------------------------------------------------------------------- processes
@@ -1038,6 +1062,10 @@ def measure(
     slow-clients measures twice on the same server: once plain (the baseline) and once with
     the slow clients held open, so the % kept does not mix up two server boots.
     """
+    if workload.mix:
+        return measure_mix(name, workload, proc, port, plan)
+    if workload.proxy:
+        return measure_proxied(name, workload, proc, port, plan, script)
     url = f"http://127.0.0.1:{port}{workload.path}"
     connections = workload.connections or plan.connections
 
@@ -1063,6 +1091,149 @@ def measure(
         # CPU / (requests x MB per request), in ms: the per-request figure scaled down.
         result.mb_per_s = result.rps * workload.mb_per_request
         result.cpu_ms_per_mb = result.cpu_us_per_req / 1000 / workload.mb_per_request
+    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
+    return result
+
+
+MIX_RATE = 400  # arrivals per second: the issue's load balancer
+MIX_CONNECTIONS = 32  # its keep-alive pool
+MIX_SLOW = 0.01  # 1% of the requests to a 100 ms view
+OPENLOOP = BENCH_DIR / "openloop.py"
+
+
+def measure_mix(
+    name: str, workload: Workload, proc: subprocess.Popen, port: int, plan: Plan
+) -> Result:
+    """openloop.py's Poisson arrivals over a keep-alive pool; latency from scheduled arrival."""
+    seconds = workload.seconds or plan.duration
+    argv = [sys.executable, str(OPENLOOP), "--port", str(port), "--duration", str(seconds)]
+    argv += ["--rate", str(MIX_RATE), "--connections", str(MIX_CONNECTIONS)]
+    argv += ["--slow", str(MIX_SLOW), "--fast-path", workload.path, "--slow-path", "/slow/?s=0.1"]
+    server0 = tree_cpu_seconds(proc.pid)
+    busy0 = machine_busy_seconds()
+    start = time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode:
+        raise ValueError(f"openloop.py failed: {out.stderr.strip()[-300:]}")
+    run = json.loads(out.stdout)
+    server_cpu = tree_cpu_seconds(proc.pid) - server0
+    other_cpu = machine_busy_seconds() - busy0 - server_cpu - run["generator_cpu_s"]
+    result = Result(
+        server=name,
+        workload=workload.name,
+        rps=run["rate"],
+        p50_ms=run["fast_p50_ms"],
+        p99_ms=run["fast_p99_ms"],
+        fast_p999_ms=run["fast_p999_ms"],
+        slow_p50_ms=run["slow_p50_ms"],
+        lag_p99_ms=run["lag_p99_ms"],
+        cpu_us_per_req=server_cpu * 1e6 / run["requests"] if run["requests"] else 0.0,
+        problems=f"{run['errors']} requests failed" if run["errors"] else "",
+        background_cores=max(other_cpu, 0.0) / (time.monotonic() - start),
+    )
+    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
+    return result
+
+
+NGINX_CONF = """
+{user}
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    upstream app {{
+        server 127.0.0.1:{upstream};
+        {keepalive}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            {connection}
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(directory: Path, upstream: int, keepalive: bool) -> tuple[subprocess.Popen, int]:
+    """One foreground nginx (master + 1 worker) in front of 127.0.0.1:upstream."""
+    directory.mkdir(exist_ok=True)
+    port = free_port()
+    config = directory / "nginx.conf"
+    config.write_text(
+        NGINX_CONF.format(
+            user="user root;" if os.geteuid() == 0 else "",  # else its workers become nobody
+            directory=directory,
+            upstream=upstream,
+            port=port,
+            keepalive="keepalive 32;" if keepalive else "",
+            connection='proxy_http_version 1.1;\n            proxy_set_header Connection "";'
+            if keepalive
+            else "",
+        )
+    )
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(config)]
+        + ["-g", "daemon off;"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _LIVE_GROUPS.add(proc.pid)
+    return proc, port
+
+
+def measure_proxied(
+    name: str,
+    workload: Workload,
+    proc: subprocess.Popen,
+    port: int,
+    plan: Plan,
+    script: Path | None,
+) -> Result:
+    """wrk → nginx → server; CPU µs/req counts nginx's processes and the server's."""
+    if shutil.which("nginx") is None:
+        raise ValueError("nginx is not on PATH (apt-get install nginx)")
+    directory = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+    nginx, nginx_port = start_nginx(directory, port, workload.proxy == "nginx-keepalive")
+    try:
+        error = wait_ready(nginx, nginx_port, workload.path)
+        if error:
+            raise ValueError(f"nginx: {error}: {log_tail(directory / 'error.log')}")
+        url = f"http://127.0.0.1:{nginx_port}{workload.path}"
+        connections = workload.connections or plan.connections
+
+        def wrk(seconds: int) -> WrkRun:
+            return run_wrk(url, seconds, connections, workload.headers, script, workload.wrk_extra)
+
+        if plan.warmup:
+            wrk(plan.warmup)
+        nginx0 = tree_cpu_seconds(nginx.pid)
+        result = measured_run(name, workload, proc, wrk, plan)
+        nginx_cpu = tree_cpu_seconds(nginx.pid) - nginx0
+    finally:
+        kill_group(nginx.pid, signal.SIGTERM)
+        nginx.wait(10)
+        _LIVE_GROUPS.discard(nginx.pid)
+        shutil.rmtree(directory, ignore_errors=True)
+    if not result.rps:
+        raise ValueError("wrk completed 0 requests")
+    requests = result.rps * plan.duration
+    nginx_us = nginx_cpu * 1e6 / requests
+    result.cpu_split = f"nginx {nginx_us:.1f} + server {result.cpu_us_per_req:.1f}"
+    result.cpu_us_per_req += nginx_us
+    result.background_cores = max(result.background_cores - nginx_cpu / plan.duration, 0.0)
     result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
     return result
 
@@ -1232,6 +1403,41 @@ def fmt_slow(results: list[Result]) -> list[str]:
         lines.append(
             f"| {server_label(r, results)} | {r.slow_opened} | {r.baseline_rps:,.0f} | {r.rps:,.0f} "
             f"| {slow_pct(r):.0f}% | {p99} |"
+        )
+    return lines
+
+
+def fmt_mix(results: list[Result]) -> list[str]:
+    """The mixed workload: the fast requests' tail while slow ones run."""
+    rows = [r for r in results if r.workload == "mix"]
+    if not rows:
+        return []
+    lines = [
+        "| server | fast p50 | fast p99 | fast p99.9 | slow p50 | req/s | CPU µs/req | generator lag |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.error:
+            lines.append(f"| {server_label(r, results)} | failed | | | | | | |")
+            continue
+        lines.append(
+            f"| {server_label(r, results)} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
+            f"| {r.fast_p999_ms:.2f} ms | {r.slow_p50_ms:.1f} ms | {r.rps:.0f} "
+            f"| {r.cpu_us_per_req:.1f} | {r.lag_p99_ms:.2f} ms |"
+        )
+    return lines
+
+
+def fmt_proxied(results: list[Result]) -> list[str]:
+    """Behind nginx: the CPU of the pair, split."""
+    rows = [r for r in results if not r.error and r.cpu_split]
+    if not rows:
+        return []
+    lines = ["| server | workload | req/s | CPU µs/req | of which |", "|---|---|---:|---:|---|"]
+    for r in rows:
+        lines.append(
+            f"| {server_label(r, results)} | {r.workload} | {r.rps:,.0f} "
+            f"| {r.cpu_us_per_req:.1f} | {r.cpu_split} |"
         )
     return lines
 
@@ -1637,6 +1843,31 @@ def render(
             "req/s with / req/s without.",
             "",
             *slow,
+            "",
+        ]
+    mix = fmt_mix(results)
+    if mix:
+        body += [
+            "## Mixed workload (a load balancer's keep-alive pool)",
+            "",
+            f"bench/openloop.py: Poisson arrivals at {MIX_RATE}/s over a pool of "
+            f"{MIX_CONNECTIONS} keep-alive connections (least recently used first), "
+            f"{MIX_SLOW:.0%} of them to a view that sleeps 100 ms, the rest to /hello/. Latency "
+            "from each request's scheduled arrival, so waiting counts; generator lag = its own "
+            "lateness (p99), included in every latency. CPU µs/req: the server's.",
+            "",
+            *mix,
+            "",
+        ]
+    proxied = fmt_proxied(results)
+    if proxied:
+        body += [
+            "## Behind nginx",
+            "",
+            "wrk → nginx (1 worker, `keepalive 32` to the upstream or none) → the server. "
+            "CPU µs/req = nginx's + the server's.",
+            "",
+            *proxied,
             "",
         ]
     memory = fmt_memory(results)

@@ -331,6 +331,17 @@ SETTINGS: tuple[Setting, ...] = (
         "N",
     ),
     Setting(
+        "spare_threads",
+        4,
+        integer(0),
+        "With threads = 1: threads a worker may add while requests run long. A request that "
+        "has been in the app for a few milliseconds hands the event loop to a spare thread, so "
+        "the worker's other connections are still served; its thread becomes the next spare. "
+        "0 keeps everything on one thread (a long request then holds the whole worker).",
+        ("--spare-threads",),
+        "N",
+    ),
+    Setting(
         "worker_connections",
         1000,
         integer(1),
@@ -342,8 +353,11 @@ SETTINGS: tuple[Setting, ...] = (
         "timeout",
         30.0,
         number(0),
-        "Seconds a worker may stay silent (a request running counts) before it is killed and "
-        "its traceback logged. 0 disables.",
+        "Seconds a request may run without progress (a client reading its response is "
+        "progress): then its stack and request line are logged, its client gets a 500 if "
+        "nothing was sent yet, and the worker is replaced, its other requests given "
+        "graceful_timeout. A strictly inline worker (spare_threads 0) is judged by its event "
+        "loop: silent that long, it is killed. 0 disables.",
         ("-t", "--timeout"),
         "SECONDS",
     ),

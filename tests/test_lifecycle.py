@@ -187,9 +187,9 @@ def test_sigterm_finishes_in_flight_requests_then_refuses_connections_and_exits_
     assert conn.is_closed(timeout=5), "a drained connection must be closed by the server"
     conn.close()
     if late is not None:
-        late_response = late.read_response()
-        assert late_response.status == 200
-        assert late_response.header("Connection") == "close"
+        # Served by a spare thread while the slow view runs, maybe before the worker got the
+        # signal: with or without "Connection: close", the drain closes it after the response.
+        assert late.read_response().status == 200
         assert late.is_closed(timeout=5)
         late.close()
     # The worker closed its listener before closing our connection: nobody listens now.
@@ -441,15 +441,17 @@ def test_hup_still_serves_a_connection_the_old_worker_accepted_before_its_reques
 
 
 def test_silent_worker_is_aborted_with_its_traceback_and_replaced(start_server):
-    server = start_server(LOOPBACK, "-w", "1", "--timeout", "1")
+    """Strictly inline (no spare threads): the master aborts a worker whose loop went silent."""
+    server = start_server(LOOPBACK, "-w", "1", "--timeout", "1", "--spare-threads", "0")
     (worker,) = server.worker_pids()
     mark = server.mark()
     conn = Connection(server.host, server.port, timeout=10)
     started = time.monotonic()
     conn.send(SLOW_REQUEST % b"5")
-    assert closed_without_response(conn), "the client must see the connection end"
+    response = conn.read_response()
     elapsed = time.monotonic() - started
     conn.close()
+    assert response.status == 500, "the client of an aborted request learns it failed (#16)"
     assert elapsed < 4, f"the client waited {elapsed:.1f}s for a worker stuck in a 5 s view"
 
     server.wait_for(rf"Worker {worker} silent for .*aborting", timeout=5, start=mark)

@@ -276,34 +276,28 @@ def test_health_path_is_answered_without_django_and_flips_to_503_on_graceful_sto
     response = get(server.port, "/-/health")
     assert (response.status, response.body) == (200, b"ok\n")
     assert response.header("Cache-Control") == "no-store"
-    with (
-        Connection(server.host, server.port) as busy,
-        Connection(server.host, server.port) as probe,
-    ):
-        probe.send(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        assert probe.read_response().status == 200
+    with Connection(server.host, server.port) as busy:
+        # The probe waits behind a slow request on the same connection, so it is read after the
+        # worker got SIGTERM: idle connections, a probe's included, close at once on a stop.
         busy.send(b"GET /slow/?s=1.5 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        # Signal only once the worker is inside the slow view: signalled before it has read that
-        # request, it would drain at once and close the idle probe (served, nothing pending).
+        busy.send(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         (worker,) = server.worker_pids()
         wait_in_view(worker)
-        mark = server.mark()
         server.signal(signal.SIGTERM)
-        server.wait_for("stopping gracefully", start=mark)
-        probe.send(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        response = probe.read_response()
+        assert busy.read_response().status == 200
+        response = busy.read_response()
         assert (response.status, response.body) == (503, b"stopping\n")
         assert response.header("Connection") == "close"
-        assert busy.read_response().status == 200
     assert server.wait_exit() == 0
 
 
 def test_sigterm_serves_connections_already_waiting_in_the_backlog(start_server):
     """gunicorn#3397: clients queued in the listen backlog at SIGTERM must not be reset."""
-    server = start_server("-w", "1")
+    # Strictly inline (no spare thread takes the loop over): while the single worker is inside
+    # the slow view, the others wait in the backlog.
+    server = start_server("-w", "1", "--spare-threads", "0")
     slow = Connection(server.host, server.port)
     slow.send(b"GET /slow/?s=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    # While the single inline worker is inside the slow view, these wait in the backlog.
     waiting = [Connection(server.host, server.port) for _ in range(3)]
     for conn in waiting:
         conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")

@@ -23,6 +23,7 @@ from queue import SimpleQueue
 from ..logs import reopen_files
 from ..metrics import request_observer
 from . import http, proxy, wsgi
+from .handoff import LoopLost, Takeover, Watchdog, answer_aborted, leave_signals_to_main_thread
 from .heartbeat import Heartbeat
 from .poller import READABLE, READABLE_ONCE, new_poller, write_waiter
 from .portable import HAS_SENDFILE, resident_memory, wake_pipe
@@ -76,6 +77,11 @@ class Connection:
         "plain",
         "served",
         "_poller",
+        "current",
+        "exchange",
+        "thread",
+        "aged",
+        "aged_at",
     )
 
     def __init__(self, sock, addr, listener, worker) -> None:
@@ -104,6 +110,12 @@ class Connection:
         self.plain = not self.tls and self.preamble is None
         self.served = False  # keepalive bounds the wait between requests, not for the first
         self._poller = None
+        self.current: http.Request | None = None  # the request in the app
+        self.exchange = None  # its response's state (wsgi.Exchange), for an abort's answer
+        self.thread: int | None = None  # the thread serving it, when not the loop's
+        # The request the watchdog last saw in the app, and since when (handoff.Watchdog).
+        self.aged: http.Request | None = None
+        self.aged_at = 0.0
 
     def send(self, data: bytes) -> None:
         try:
@@ -125,6 +137,7 @@ class Connection:
             self._poller = write_waiter(self.fd)
         if not self._poller(self.write_timeout):
             raise TimeoutError("client did not read the response in time")
+        self.aged = None  # the client reads: progress, not a hung request (see Watchdog)
 
     def sendfile(self, fd: int, offset: int, count: int) -> None:
         end = offset + count
@@ -179,6 +192,7 @@ class RequestThreads:
 
     @staticmethod
     def _run(get, serve) -> None:
+        leave_signals_to_main_thread()
         while True:
             serve(get())
 
@@ -227,7 +241,11 @@ class Worker:
         self.nudged = False
         self.finished: deque[Connection] = deque()
         self.wake_pending = False
-        self.current: http.Request | None = None
+        self.next_tick = time.monotonic() + 1.0  # the master sees the boot's beat first
+        self.backlog: Listener | None = None  # may have clients waiting: see accept_one
+        self.events = iter(())  # what the last poll returned and the loop has not handled yet
+        self.takeover: Takeover | None = None
+        self.watchdog: Watchdog | None = None
         self.deadline: float | None = None
         self.observer = request_observer(config)  # None: no access log, no metrics
 
@@ -243,15 +261,44 @@ class Worker:
             except BaseException:
                 error_log.error("The app failed to load:\n%s", traceback.format_exc())
                 _exit(BOOT_ERROR)
+        self.heartbeat.beat(self.slot)
+        self.poller = new_poller(self.config.event_loop)
+        for fd in self.listeners:
+            self.poller.register_listener(fd)
+        self.poller.register(self.wake_r, READABLE)
         if self.config.threads > 1:
             self.pool = RequestThreads(self.config.threads, self.process_threaded)
-        self.heartbeat.beat(self.slot)
+        elif self.config.spare_threads:
+            self.takeover = Takeover(self.config.spare_threads, self.poller.modify, self.own_loop)
+        if self.pool is not None or self.takeover is not None:
+            # Requests may run on several threads: liveness is their age, not the loop's beat.
+            self.watchdog = Watchdog(self, self.takeover)
+            self.watchdog.start()
+        self.own_loop()
+
+    def own_loop(self) -> None:
+        """A thread's life while it may own the loop: run it; when a takeover took it (LoopLost),
+        park as a spare until promoted. The thread that finds the loop drained ends the process."""
+        while True:
+            try:
+                self.loop()
+            except LoopLost:
+                self.takeover.park()
+                continue
+            except BaseException:
+                error_log.exception("Worker %d crashed", os.getpid())
+                self.exit(1)
+            self.exit(0)
+
+    def exit(self, code: int) -> None:
+        _exit(code)
+
+    def wake(self) -> None:
+        """Make the loop look at its state now (another thread or a signal handler changed it)."""
         try:
-            self.serve()
-        except BaseException:
-            error_log.exception("Worker %d crashed", os.getpid())
-            _exit(1)
-        _exit(0)
+            os.write(self.wake_w, b"w")
+        except BlockingIOError:
+            pass  # full: it wakes anyway
 
     def _install_signals(self) -> None:
         self.wake_r, self.wake_w = wake_pipe()
@@ -274,15 +321,19 @@ class Worker:
 
     def _graceful(self, signum, frame) -> None:
         self.stopping = True
+        self.wake()  # the loop may be on another thread, past the wakeup fd's byte already
 
     def _fast(self, signum, frame) -> None:
         self.hooks("worker_int", self)
         _exit(0)
 
     def _abort(self, signum, frame) -> None:
-        """The master says we are stuck: say where, every thread, then die."""
-        req = self.current
-        what = f"{req.method} {req.target.decode('latin-1')}" if req is not None else "no request"
+        """The master says we are stuck: say where, every thread, answer, then die."""
+        serving = [c for c in list(self.connections.values()) if c.current is not None]
+        what = (
+            ", ".join(f"{c.current.method} {c.current.target.decode('latin-1')}" for c in serving)
+            or "no request"
+        )
         stacks = []
         names = {thread.ident: thread.name for thread in threading.enumerate()}
         for ident, stack in sys._current_frames().items():
@@ -296,6 +347,8 @@ class Worker:
             what,
             "\n".join(stacks),
         )
+        for conn in serving:
+            answer_aborted(conn, conn.current)
         self.hooks("worker_abort", self)
         _exit(1)
 
@@ -304,48 +357,53 @@ class Worker:
 
     def _nudge(self, signum, frame) -> None:
         self.nudged = True  # a busier sibling leaves waiting clients to us (see take_one)
+        if self.takeover is not None:
+            self.wake()  # the loop may be on another thread, past the wakeup fd's byte already
 
     # the loop
 
-    def serve(self) -> None:
-        poller = self.poller = new_poller(self.config.event_loop)
-        for fd in self.listeners:
-            poller.register_listener(fd)
-        poller.register(self.wake_r, READABLE)
+    def loop(self) -> None:
+        """The event loop, on whichever thread owns it; returns once drained on a stop.
+
+        A thread that takes the loop over starts with the events its previous owner's poll
+        returned and had not handled yet (self.events).
+        """
         connections = self.connections
         listeners = self.listeners
-        poll = poller.poll
-        modify = poller.modify
+        poll = self.poller.poll
+        modify = self.poller.modify
         threaded = self.pool is not None
-        next_tick = 0.0
-        backlog = None  # a listener that may have clients waiting: see accept_one
+        events = self.events
         while True:
-            events = poll(SHARE_WAIT if self.deferred_until else 1.0)
             for fd, _ in events:
                 conn = connections.get(fd)
                 if conn is not None:
+                    if conn.busy:  # a hang-up the disarming let through once: its thread's
+                        continue
                     self.on_readable(conn)
                     if threaded and not conn.busy and connections.get(fd) is conn:
                         modify(fd, READABLE_ONCE)  # still the loop's: wait for more
-                    if backlog is not None and not self.stopping:  # draining closes listeners
-                        backlog = self.accept_paced(backlog)
+                    if self.backlog is not None and not self.stopping:  # draining closes them
+                        self.backlog = self.accept_paced(self.backlog)
                 elif fd in listeners:
-                    backlog = self.accept_one(listeners[fd])
+                    self.backlog = self.accept_one(listeners[fd])
                 elif self.on_wake() and self.accepting and not self.stopping:
                     for listener in listeners.values():  # nudged: clients wait for us
-                        backlog = self.accept_one(listener) or backlog
-            if backlog is not None and self.deferred_until and not self.stopping:
-                backlog = self.accept_paced(backlog)  # the nudged sibling's time may be up
+                        self.backlog = self.accept_one(listener) or self.backlog
+            if self.backlog is not None and self.deferred_until and not self.stopping:
+                self.backlog = self.accept_paced(self.backlog)  # the nudged sibling's time is up?
             now = time.monotonic()
-            if now >= next_tick:
-                next_tick = now + 1.0
+            if now >= self.next_tick:
+                self.next_tick = now + 1.0
                 self.tick(now)
             if self.stopping and not self._drain():
                 return
+            events = self.events = iter(poll(SHARE_WAIT if self.deferred_until else 1.0))
 
     def tick(self, now: float) -> None:
         """Once a second: heartbeat, orphan check, recycling limits, idle connections."""
-        self.heartbeat.beat(self.slot)
+        if self.watchdog is None:  # else the watchdog beats: the loop may wait on a request
+            self.heartbeat.beat(self.slot)
         if os.getppid() != self.master_pid:
             error_log.warning("Worker %d: master died, exiting", os.getpid())
             _exit(0)
@@ -544,8 +602,23 @@ class Worker:
                 # this thread race the pool thread on the socket until on_wake re-arms it.
                 conn.busy = True
                 self.pool.submit(conn)
-            elif not self.process(conn):
-                self.close(conn)
+            elif self.takeover is None:
+                if not self.process(conn):
+                    self.close(conn)
+            else:
+                takeover = self.takeover
+                claims = takeover.claims  # this owner's: see Takeover
+                claims.append(conn)
+                if takeover.dozing:
+                    takeover.rouse()
+                keep = self.process(conn)
+                try:
+                    claims.pop()
+                except IndexError:  # a spare took the loop over meanwhile: not ours any more
+                    self.hand_back(conn, keep)
+                    raise LoopLost from None
+                if not keep:
+                    self.close(conn)
         elif not parser.head_started_earlier(len(data)):
             # A new request, or more of a body: its timeout runs from this read (process()
             # stamps the rest); a head runs on the timeout of its first read.
@@ -657,7 +730,6 @@ class Worker:
                 if not keep_alive:
                     return False
                 continue
-            self.current = req
             try:
                 environ = wsgi.build_environ(conn.environ_base, req)
                 self.forwarded.apply(environ, conn.trusted)
@@ -672,6 +744,7 @@ class Worker:
                 return False
             if self.stopping:
                 conn.keep_alive = False
+            conn.current = req
             if self.observer is None:
                 try:
                     ex = wsgi.handle(self.app, conn, req, environ)
@@ -679,7 +752,7 @@ class Worker:
                     ex = None  # the client went away mid-response
             else:
                 ex = self.observed(conn, req, environ)
-            self.current = None
+            conn.current = None
             self.requests += 1
             if self.requests == self.max_requests:
                 self.retire(f"served {self.requests} requests")
@@ -706,12 +779,18 @@ class Worker:
         return ex
 
     def process_threaded(self, conn: Connection) -> None:
-        """Pool side: serve, then hand the connection back to the loop thread, which owns the poller."""
+        """Pool side: serve, then hand the connection back to the loop's thread."""
+        conn.thread = threading.get_ident()
         try:
             keep = self.process(conn)
         except BaseException:
             error_log.exception("Unexpected error in a request thread")
             keep = False
+        self.hand_back(conn, keep)
+
+    def hand_back(self, conn: Connection, keep: bool) -> None:
+        """A thread other than the loop's is done with the connection: the loop, which owns the
+        poller, re-arms it (or closes it when not `keep`)."""
         if not keep:
             conn.keep_alive = False
         self.finished.append(conn)
@@ -732,8 +811,10 @@ class Worker:
         while self.finished:
             conn = self.finished.popleft()
             conn.busy = False
+            conn.thread = None
             if conn.keep_alive:
-                self.poller.modify(conn.fd, READABLE_ONCE)
+                # Handed over by a takeover, it was READABLE (inline): level-triggered again.
+                self.poller.modify(conn.fd, READABLE if self.pool is None else READABLE_ONCE)
             else:
                 self.close(conn)
         nudged, self.nudged = self.nudged, False
@@ -812,7 +893,8 @@ class Worker:
             self.deadline = time.monotonic() + self.config.graceful_timeout
         if time.monotonic() > self.deadline:
             return False
-        return bool(self.connections)
+        aborted = self.watchdog.aborted if self.watchdog is not None else None
+        return any(conn is not aborted for conn in self.connections.values())
 
 
 def _has_pending(sock) -> bool:

@@ -375,7 +375,8 @@ _NOT_TOKEN = frozenset('\x00\t\n\r "(),/:;<=>?@[\\]{}\x7f') | frozenset(map(chr,
 
 def handle(app, conn, req: Request, environ: dict) -> Exchange:
     """Run the app for one request and write its whole response; return the exchange."""
-    ex = Exchange(conn, req)
+    # On the connection too: a worker aborting a hung request answers 500 if no head left yet.
+    ex = conn.exchange = Exchange(conn, req)
     try:
         result = app(environ, ex.start_response)
     except Exception:
