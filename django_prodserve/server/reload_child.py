@@ -242,10 +242,30 @@ def _set_up(libraries: Path) -> bool:
             importlib.import_module(name)
         except (Exception, SystemExit):
             pass  # imported after the word, as in a cold start, if it still fails
+    for name in names:
+        _compile_urls(getattr(sys.modules.get(name), "urlpatterns", None))
     from django.db import connections
 
     connections.close_all()  # a library may have queried at import; the workers must not share
     return True
+
+
+def _compile_urls(patterns) -> None:
+    """A library's URL patterns compile their regexes and build their reverse maps on first use,
+    which is the first request after a reload (`{% url %}`: ~25 ms on Wagtail's admin). Libraries
+    don't change with an edit of the project: do it before the word."""
+    from django.urls import URLResolver
+
+    if not isinstance(patterns, (list, tuple)):
+        return
+    for pattern in patterns:
+        try:
+            pattern.pattern.regex  # noqa: B018  (compiled and cached on first access)
+            if isinstance(pattern, URLResolver):
+                _compile_urls(pattern.url_patterns)
+                pattern.reverse_dict  # noqa: B018  (built and cached per language)
+        except Exception:
+            pass  # the first request meets it again, as it would have
 
 
 def _preimport() -> None:
@@ -305,7 +325,7 @@ def ready(app, run_checks: Callable[[], None] | None):
         threading.Thread(target=_check, args=(server, run_checks), daemon=True).start()
     elif os.fork() == 0:  # off the path of the first requests, at a lower priority
         portable.die_with_parent(server)  # a retired server's stale notices would only confuse
-        os.nice(10)
+        os.nice(19)  # the first requests come first
         os._exit(_check(server, run_checks))
     return ChangeReplay(app, _state.events)
 
