@@ -27,24 +27,17 @@ from .handoff import LoopLost, Takeover, Watchdog, answer_aborted, leave_signals
 from .heartbeat import Heartbeat
 from .poller import READABLE, READABLE_ONCE, new_poller, write_waiter
 from .portable import HAS_SENDFILE, resident_memory, wake_pipe
+from .sharing import ACCEPT_BATCH, SHARE_WAIT, Sharing
 
 error_log = logging.getLogger("django_prodserve.error")
 
 RECV_SIZE = 65536
-#: Clients accepted per call by a worker that takes the whole backlog: the only worker of an
-#: instance, and any worker draining on a graceful stop.
-ACCEPT_BATCH = 64
 #: Seconds between accepts while this worker is busy serving and clients still wait (see
 #: accept_one): leaves siblings time to take their share of a burst.
 ACCEPT_PACE = 0.001
-#: Fair share (see take_one): a worker holding SHARE_MARGIN more connections than a sibling
-#: leaves waiting clients to it, nudged with NUDGE (ignored by default, so harmless anywhere),
-#: for up to SHARE_WAIT seconds; a sibling that lets that pass (inside a long request) is not
-#: waited for again for SHARE_BACKOFF seconds.
+#: Wakes a sibling whose turn it is to take waiting clients (sharing.py); ignored by default, so
+#: harmless to any process.
 NUDGE = signal.SIGURG
-SHARE_MARGIN = 2
-SHARE_WAIT = 0.005
-SHARE_BACKOFF = 1.0
 #: On a graceful stop, seconds a just-accepted connection gets to send its first request.
 FIRST_REQUEST_GRACE = 1.0
 #: Seconds a connection is read and drained after an error response, before it is closed.
@@ -235,9 +228,7 @@ class Worker:
         )
         self.pool = None
         self.next_accept = 0.0
-        self.deferred_until = 0.0  # waiting clients are a nudged sibling's until then
-        self.deferred_to = (0, 0)  # that sibling's slot and connection count when nudged
-        self.share_after = 0.0  # no deferring to siblings before then
+        self.sharing = Sharing(heartbeat, slot)
         self.nudged = False
         self.finished: deque[Connection] = deque()
         self.wake_pending = False
@@ -356,7 +347,7 @@ class Worker:
         reopen_files()
 
     def _nudge(self, signum, frame) -> None:
-        self.nudged = True  # a busier sibling leaves waiting clients to us (see take_one)
+        self.nudged = True  # a busier sibling leaves waiting clients to us (see sharing.py)
         if self.takeover is not None:
             self.wake()  # the loop may be on another thread, past the wakeup fd's byte already
 
@@ -390,7 +381,7 @@ class Worker:
                 elif self.on_wake() and self.accepting and not self.stopping:
                     for listener in listeners.values():  # nudged: clients wait for us
                         self.backlog = self.accept_one(listener) or self.backlog
-            if self.backlog is not None and self.deferred_until and not self.stopping:
+            if self.backlog is not None and self.sharing.deferred_until and not self.stopping:
                 self.backlog = self.accept_paced(self.backlog)  # the nudged sibling's time is up?
             now = time.monotonic()
             if now >= self.next_tick:
@@ -398,7 +389,8 @@ class Worker:
                 self.tick(now)
             if self.stopping and not self._drain():
                 return
-            events = self.events = iter(poll(SHARE_WAIT if self.deferred_until else 1.0))
+            timeout = SHARE_WAIT if self.sharing.deferred_until else 1.0
+            events = self.events = iter(poll(timeout))
 
     def tick(self, now: float) -> None:
         """Once a second: heartbeat, orphan check, recycling limits, idle connections."""
@@ -457,19 +449,9 @@ class Worker:
         siblings to get a share of a burst. Measured on the template+ORM page, 2 workers, 50
         clients: p99 200-255 ms (gunicorn sync 120-180 ms). Django hello, 50 keep-alive
         clients: both workers busy in 3 of 3 runs (1 of 3 without rotation), 1.5x the req/s.
-        Whether there are siblings is read from the master's count at each wakeup, since
-        SIGTTIN/SIGTTOU and reloads change it. Which of them takes a client is take_one's call.
+        Which worker takes the waiting clients is Sharing's call.
         """
-        if self.heartbeat.workers() < 2:  # the only worker: take all who wait
-            self.accept(listener)
-            return None
-        taken = self.take_one(listener, time.monotonic())
-        if not taken:
-            return None
-        if taken > 0 and self.accepting:
-            self.poller.unregister(listener.fd)
-            self.poller.register_listener(listener.fd)
-        return listener
+        return self.take_turn(listener, time.monotonic(), rotate=True)
 
     def accept_paced(self, listener: Listener) -> Listener | None:
         """One more client from a backlog, at most one per ACCEPT_PACE (see accept_one);
@@ -478,42 +460,17 @@ class Worker:
         if now < self.next_accept:
             return listener
         self.next_accept = now + ACCEPT_PACE
-        return listener if self.take_one(listener, now) else None
+        return self.take_turn(listener, now)
 
-    def take_one(self, listener: Listener, now: float) -> int:
-        """Accept this worker's share of the waiting clients; how many, or -1: a sibling's turn.
-
-        Rotation (accept_one) spreads clients that arrive one by one, but not a burst that is
-        all in the backlog before a worker wakes: the first one awake would take it all at its
-        pace. So workers publish their connection counts (heartbeat), and each takes clients
-        only up to SHARE_MARGIN more than its lightest sibling. One with no room nudges that
-        sibling (SIGURG wakes its loop, which takes its share) and leaves the clients to it;
-        one that fills its room while clients may still wait nudges it too, so a burst drains
-        in turns of a few clients each. A sibling busy in a long request cannot take its turn:
-        if it took none within SHARE_WAIT, this worker takes the clients itself and stops
-        sharing for SHARE_BACKOFF.
-        """
-        if self.deferred_until:
-            slot, before = self.deferred_to
-            if self.heartbeat.connections(slot) > before:
-                self.deferred_until = 0.0  # it took its turn
-            elif now < self.deferred_until:
-                return -1
-            else:  # it took none: inside a long request
-                self.deferred_until = 0.0
-                self.share_after = now + SHARE_BACKOFF
-        lightest = self.heartbeat.lightest_sibling(self.slot) if now >= self.share_after else None
-        if lightest is None:
-            return self.accept(listener, 1)
-        slot, pid, count = lightest
-        room = count + SHARE_MARGIN - len(self.connections)
-        taken = self.accept(listener, min(room, ACCEPT_BATCH)) if room > 0 else 0
-        if room <= 0 or taken == room >= SHARE_MARGIN:  # the clients still waiting are its
-            send_signal(pid, NUDGE)
-            self.deferred_until = now + SHARE_WAIT
-            self.deferred_to = (slot, count)
-            return taken or -1
-        return taken
+    def take_turn(self, listener: Listener, now: float, rotate: bool = False) -> Listener | None:
+        """Accept what Sharing says is this worker's; the listener while clients may still wait."""
+        turn = self.sharing.turn(now, len(self.connections), lambda n: self.accept(listener, n))
+        if turn.nudge:
+            send_signal(turn.nudge, NUDGE)
+        if rotate and turn.taken and turn.more and self.accepting:  # behind the siblings
+            self.poller.unregister(listener.fd)
+            self.poller.register_listener(listener.fd)
+        return listener if turn.more else None
 
     def accept(self, listener: Listener, batch: int = ACCEPT_BATCH) -> int:
         """Accept up to `batch` clients; returns how many."""
