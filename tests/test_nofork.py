@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.client import get
-from tests.conftest import nofork_environ, server_environ
+from tests.conftest import nofork_environ, server_environ, wait_until
 
 NOFORK = {"PYTHONPATH": nofork_environ(server_environ())["PYTHONPATH"]}
 
@@ -84,3 +84,14 @@ def test_recycling_is_off_as_the_worker_is_the_server(start_server):
     for _ in range(5):
         assert get(server.port, "/hello/").status == 200
     assert server.proc.poll() is None
+
+
+def test_reload_serves_an_edit_without_fork(start_copy, project_copy):
+    """In the main suite too, so a fork added to the development path fails here, not only in
+    .ci/run's no-fork run."""
+    server = start_copy("--reload", env=NOFORK)
+    assert get(server.port, "/hello/").body == b"Hello, world!"
+    views = project_copy / "demo" / "views.py"
+    views.write_text(views.read_text().replace("Hello, world!", "Hello, no fork!"))
+    assert wait_until(lambda: get(server.port, "/hello/").body == b"Hello, no fork!", 10)
+    assert "Traceback" not in server.output

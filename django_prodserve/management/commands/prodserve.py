@@ -21,7 +21,7 @@ from django.urls import get_resolver
 
 from ... import __version__, checks, logs, metrics, static
 from ...conf import SECTIONS, SETTINGS, reloading, resolve
-from ...server import reload_child, sockets, supervisor, tls, wsgi
+from ...server import portable, reload_child, sockets, supervisor, tls, wsgi
 from ...server.hooks import Hooks
 from ...server.inprocess import Server, one_process
 from ...server.supervisor import Supervisor
@@ -223,7 +223,8 @@ class Command(BaseCommand):
         listeners = self.bind(config)
         self.banner(config, listeners)
         serve_here = functools.partial(self.serve, reload_child.adjust(config), options, cli, None)
-        Reloader(config, listeners, settings.DEBUG, serve_here).run()
+        # Without fork (Windows) the first server is a fresh interpreter too, as every later one.
+        Reloader(config, listeners, settings.DEBUG, serve_here if portable.CAN_FORK else None).run()
 
     def print_config(self, config, sources: dict[str, str], problems) -> None:
         """--print-config: each setting as you would write it in PRODSERVE, and its source."""
