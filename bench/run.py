@@ -39,7 +39,19 @@ Usage (from anywhere; paths are resolved relative to this file):
 
 Opt-in workloads: post-1mb (1 MiB POST bodies, MB/s), download-100mb (sendfile-able 100 MB
 responses, CPU ms per MB), slow-clients (throughput kept while 1000 half-sent requests are held
-open). Every cell also reports the workers' RSS and USS after the measured run.
+open); issue 15's mix (bench/openloop.py: Poisson arrivals at 400/s over a pool of 32 keep-alive
+connections, 1% to a 100 ms view; fast requests' p50/p99/p99.9 from the scheduled arrival; 30 s
+whatever --duration says), nginx and nginx-keepalive (wrk through an nginx in front, without and
+with upstream keep-alive; CPU µs/req counts nginx's processes too). Every cell also reports the
+workers' RSS and USS after the measured run.
+
+Issue 15's comparison (the default worker against the strictly inline one and the code before it,
+and the other servers), as the lead reruns it on a quiet machine:
+
+    mkdir -p /tmp/prodserve-base && git archive a19475b | tar -x -C /tmp/prodserve-base
+    flock /tmp/bench.lock python bench/run.py --rounds 3 \
+        --servers prodserve,prodserve-inline,prodserve-base,prodserve-t4,gunicorn-gthread,granian,bjoern \
+        --workloads bare,django,mix,nginx,nginx-keepalive --output bench/results-issue15.md
 
 Stdlib only; needs `wrk` on PATH. matplotlib is optional (adds results.png).
 """

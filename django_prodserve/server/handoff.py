@@ -177,6 +177,7 @@ class Watchdog:
                 takeover.watch(served)
             else:
                 takeover.doze(max(next_second - monotonic(), 0.0))
+                takeover.watch(worker.requests)  # roused by a claim: its first look, now
             now = monotonic()
             if now >= next_second:
                 next_second = now + 1.0

@@ -365,6 +365,7 @@ class Worker:
         modify = self.poller.modify
         threaded = self.pool is not None
         events = self.events
+        backlog = self.backlog  # kept on the worker too, for the loop's next owner
         while True:
             for fd, _ in events:
                 conn = connections.get(fd)
@@ -374,15 +375,15 @@ class Worker:
                     self.on_readable(conn)
                     if threaded and not conn.busy and connections.get(fd) is conn:
                         modify(fd, READABLE_ONCE)  # still the loop's: wait for more
-                    if self.backlog is not None and not self.stopping:  # draining closes them
-                        self.backlog = self.accept_paced(self.backlog)
+                    if backlog is not None and not self.stopping:  # draining closes them
+                        backlog = self.backlog = self.accept_paced(backlog)
                 elif fd in listeners:
-                    self.backlog = self.accept_one(listeners[fd])
+                    backlog = self.backlog = self.accept_one(listeners[fd])
                 elif self.on_wake() and self.accepting and not self.stopping:
                     for listener in listeners.values():  # nudged: clients wait for us
-                        self.backlog = self.accept_one(listener) or self.backlog
-            if self.backlog is not None and self.sharing.deferred_until and not self.stopping:
-                self.backlog = self.accept_paced(self.backlog)  # the nudged sibling's time is up?
+                        backlog = self.backlog = self.accept_one(listener) or backlog
+            if backlog is not None and self.sharing.deferred_until and not self.stopping:
+                backlog = self.backlog = self.accept_paced(backlog)  # the sibling's time is up?
             now = time.monotonic()
             if now >= self.next_tick:
                 self.next_tick = now + 1.0
