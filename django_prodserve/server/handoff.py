@@ -195,6 +195,7 @@ class Watchdog:
         for conn in list(worker.connections.values()):
             req = conn.current
             if req is None:
+                conn.aged = None  # nor keep a finished request (its body's spool file) alive
                 continue
             if conn.aged is not req:  # a new request, or one that made progress (wait_writable)
                 conn.aged, conn.aged_at = req, now

@@ -710,7 +710,7 @@ class Worker:
                     ex = None  # the client went away mid-response
             else:
                 ex = self.observed(conn, req, environ)
-            conn.current = None
+            conn.current = conn.exchange = None  # nor keep its body's spool file open
             self.requests += 1
             if self.requests == self.max_requests:
                 self.retire(f"served {self.requests} requests")
