@@ -28,7 +28,7 @@ from django.utils import autoreload
 
 from .portable import wake_pipe
 from .reload_child import BOOTSTRAP, CHILD_ENV, STOP_GRACE, report_path, serve_forked
-from .supervisor import Child, describe_exit, drain, kill_overdue, next_deadline, spawn
+from .supervisor import Child, Forked, describe_exit, drain, kill_overdue, next_deadline, spawn
 from .watch import FileWatch, Watcher
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -166,7 +166,7 @@ class Reloader:
             serve_forked(state, self.fds, self.serve_here)
         os.close(status_w)
         os.set_blocking(status_r, False)
-        child = Child(Forked(pid), None, status_r, word=GO)  # type: ignore[arg-type]
+        child = Child(Forked(pid), None, status_r, word=GO)
         self.children.append(child)
         return child
 
@@ -320,21 +320,6 @@ class Reloader:
             if child.stop_by is None:
                 fast = child is self.active and signum != signal.SIGTERM
                 self.retire(child, signum if fast else signal.SIGTERM)
-
-
-class Forked:
-    """The first server's process, as much of subprocess.Popen as Child needs."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
 
 
 def _noop(signum, frame) -> None:

@@ -157,14 +157,19 @@ class Command(BaseCommand):
         if supervise:
             return self.supervise(config, options, cli)
         if child is None and generation is None:
-            return self.serve_generations(config)
+            return self.serve_generations(config, options, cli)
         self.serve(config, options, cli, generation)
 
-    def serve_generations(self, config) -> None:
-        """Production: this process keeps the sockets, the signals and the pidfile; each generation
-        of workers is a fresh interpreter that imports the code on disk (server/supervisor.py)."""
+    def serve_generations(self, config, options, cli: dict) -> None:
+        """Production: this process keeps the sockets, the signals and the pidfile; the first
+        generation of workers is forked from it, each later one is a fresh interpreter that
+        imports the code on disk (server/supervisor.py)."""
+
+        def serve_first(generation: supervisor.Generation) -> None:
+            self.serve(generation.adjust(config), options, cli, generation, top.listeners)
+
         try:
-            top = Supervisor(config)
+            top = Supervisor(config, serve_first)
         except ImportError as exc:
             raise CommandError(f"A server hook could not be imported: {exc}") from exc
         top.hooks("on_starting", top)
@@ -176,9 +181,17 @@ class Command(BaseCommand):
         if exit_code:
             sys.exit(exit_code)
 
-    def serve(self, config, options, cli: dict, generation: supervisor.Generation | None) -> None:
+    def serve(
+        self,
+        config,
+        options,
+        cli: dict,
+        generation: supervisor.Generation | None,
+        listeners: list[Listener] | None = None,
+    ) -> None:
         """A generation (production) or a --reload server: the master of this interpreter's
-        workers, on the supervisor's sockets; no checks, no banner."""
+        workers, on the supervisor's sockets (inherited, or its `listeners` when forked from it);
+        no checks, no banner."""
         announce = generation.ready if generation is not None else None
         try:
             load_app = metrics.instrument(config, self.wsgi_loader(options, config))
@@ -188,7 +201,7 @@ class Command(BaseCommand):
         master.hooks("on_starting", master)
         if config.umask is not None:
             os.umask(config.umask)
-        master.listeners = self.bind(config)
+        master.listeners = self.bind(config) if listeners is None else listeners
         if generation is not None:
             # The URLconf (so the views), as the system checks did when workers were forked from
             # the process that ran them: every worker of a generation, a respawned one too, serves
