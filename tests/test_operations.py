@@ -176,6 +176,17 @@ def test_hup_under_load_serves_the_edited_view_and_models_from_disk(start_copy, 
     )
 
 
+def test_hup_rereads_the_prodserve_settings(start_copy, project_copy):
+    """A generation resolves its configuration afresh from settings.py (README, Signals)."""
+    server = start_copy(env={"TESTPROJECT_DEBUG": "0"})
+    settings = project_copy / "testproject" / "settings.py"
+    replace(settings, '"workers": 2,', '"workers": 3,')
+    mark = server.mark()
+    server.signal(signal.SIGHUP)
+    server.wait_for(r"Ready: 3 worker", start=mark)
+    assert wait_until(lambda: len(server.worker_pids()) == 3)
+
+
 def test_hup_with_a_broken_deploy_keeps_the_old_generation_serving(start_copy, project_copy):
     server = start_copy("-w", "1", env={"TESTPROJECT_DEBUG": "0"})
     [old] = children_of(server.proc.pid)
