@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 
 from . import http
+from .connection import BUSY
 from .poller import DISARMED
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -83,7 +84,7 @@ class Takeover:
         self.parked: list[threading.Lock] = []  # one lock per parked spare, held until promoted
         self.modify = modify  # the poller's
         self.run = run  # a thread's life: own the loop until LoopLost, park, again
-        self.owner = threading.get_ident()
+        self.owner = 0  # the thread running the loop (own())
         self.seen = None  # (connection, requests served) at the previous look
         self.quiet = 0  # looks in a row that found no request in the app
         self.dozing = False
@@ -111,7 +112,7 @@ class Takeover:
         self.seen = None
         # The connection is its thread's until it hands it back: no event of it may reach the
         # next owner (pipelined bytes or a hang-up would make two threads read one socket).
-        conn.busy = True
+        conn.state = BUSY
         conn.thread = self.owner
         self.modify(conn.fd, DISARMED)
         if self.parked:
@@ -119,6 +120,10 @@ class Takeover:
         else:
             self.threads += 1
             threading.Thread(target=self.run, name=f"prodserve_{self.threads}", daemon=True).start()
+
+    def own(self) -> None:
+        """The calling thread runs the loop now (the first owner, a promoted or a new spare)."""
+        self.owner = threading.get_ident()
 
     def doze(self, timeout: float) -> None:
         """Wait until the loop's thread claims a connection (see rouse), up to `timeout`."""
@@ -142,7 +147,6 @@ class Takeover:
         lock.acquire()
         self.parked.append(lock)
         lock.acquire()
-        self.owner = threading.get_ident()
 
 
 class Watchdog:
@@ -177,7 +181,8 @@ class Watchdog:
                 takeover.watch(served)
             else:
                 takeover.doze(max(next_second - monotonic(), 0.0))
-                takeover.watch(worker.requests)  # roused by a claim: its first look, now
+                served = worker.requests  # what it served while the watchdog dozed is no load
+                takeover.watch(served)  # roused by a claim: its first look, now
             now = monotonic()
             if now >= next_second:
                 next_second = now + 1.0

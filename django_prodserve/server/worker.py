@@ -23,10 +23,11 @@ from queue import SimpleQueue
 from ..logs import reopen_files
 from ..metrics import request_observer
 from . import http, proxy, wsgi
+from .connection import BUSY, HANDSHAKE, LINGERING, PLAIN, PREAMBLE, Connection
 from .handoff import LoopLost, Takeover, Watchdog, answer_aborted, leave_signals_to_main_thread
 from .heartbeat import Heartbeat
-from .poller import READABLE, READABLE_ONCE, new_poller, write_waiter
-from .portable import HAS_SENDFILE, resident_memory, wake_pipe
+from .poller import READABLE, READABLE_ONCE, new_poller
+from .portable import resident_memory, wake_pipe
 from .sharing import ACCEPT_BATCH, SHARE_WAIT, Sharing
 
 error_log = logging.getLogger("django_prodserve.error")
@@ -44,114 +45,6 @@ FIRST_REQUEST_GRACE = 1.0
 LINGER = 2.0
 #: Exit status of a worker whose app failed to import: the master stops instead of respawning.
 BOOT_ERROR = 3
-
-
-WOULD_BLOCK = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
-
-
-class Connection:
-    """One client socket and its parser; the `send`/`sendfile` side of wsgi.handle()."""
-
-    __slots__ = (
-        "sock",
-        "fd",
-        "parser",
-        "remote_addr",
-        "remote_port",
-        "environ_base",
-        "keep_alive",
-        "last_active",
-        "busy",
-        "write_timeout",
-        "trusted",
-        "preamble",
-        "tls",
-        "handshaking",
-        "plain",
-        "served",
-        "_poller",
-        "current",
-        "exchange",
-        "thread",
-        "aged",
-        "aged_at",
-    )
-
-    def __init__(self, sock, addr, listener, worker) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.parser = http.RequestParser(worker.limits)
-        if isinstance(addr, tuple):
-            self.remote_addr, self.remote_port = addr[0], str(addr[1])
-        else:
-            self.remote_addr, self.remote_port = "", ""
-        self.environ_base = wsgi.connection_environ(
-            listener.environ_base, self.remote_addr, self.remote_port
-        )
-        self.keep_alive = worker.keepalive > 0
-        self.last_active = time.monotonic()
-        self.busy = False
-        self.write_timeout = worker.config.timeout or None
-        self.trusted = self.remote_addr in worker.forwarded.trust
-        # Bytes of a PROXY protocol preamble still to come (None: not expected on this peer).
-        self.preamble = (
-            b"" if worker.proxy_trust and self.remote_addr in worker.proxy_trust else None
-        )
-        self.tls = self.handshaking = listener.ssl_context is not None
-        # Plain: a cleartext socket whose bytes go straight to the parser (no TLS, no PROXY
-        # preamble still to read, not lingering after an error): on_readable's fast path.
-        self.plain = not self.tls and self.preamble is None
-        self.served = False  # keepalive bounds the wait between requests, not for the first
-        self._poller = None
-        self.current: http.Request | None = None  # the request in the app
-        self.exchange = None  # its response's state (wsgi.Exchange), for an abort's answer
-        self.thread: int | None = None  # the thread serving it, when not the loop's
-        # The request the watchdog last saw in the app, and since when (handoff.Watchdog).
-        self.aged: http.Request | None = None
-        self.aged_at = 0.0
-
-    def send(self, data: bytes) -> None:
-        try:
-            sent = self.sock.send(data)
-        except WOULD_BLOCK:
-            sent = 0
-        if sent != len(data):
-            view = memoryview(data)[sent:]
-            while view:
-                self.wait_writable()
-                try:
-                    view = view[self.sock.send(view) :]
-                except WOULD_BLOCK:
-                    continue
-
-    def wait_writable(self) -> None:
-        """The socket buffer is full: wait for room, up to the timeout, then give up on the client."""
-        if self._poller is None:
-            self._poller = write_waiter(self.fd)
-        if not self._poller(self.write_timeout):
-            raise TimeoutError("client did not read the response in time")
-        self.aged = None  # the client reads: progress, not a hung request (see Watchdog)
-
-    def sendfile(self, fd: int, offset: int, count: int) -> None:
-        end = offset + count
-        if self.tls or not HAS_SENDFILE:  # the kernel can't encrypt for us; Windows has none
-            os.lseek(fd, offset, os.SEEK_SET)  # Windows has no pread either
-            while offset < end:
-                data = os.read(fd, min(end - offset, 262144))
-                if not data:
-                    raise ConnectionError("file shrank while it was being sent")
-                self.send(data)
-                offset += len(data)
-            return
-        while offset < end:
-            try:
-                sent = os.sendfile(self.fd, fd, offset, end - offset)
-            except BlockingIOError:
-                self.wait_writable()
-                continue
-            if sent == 0:
-                raise ConnectionError("file shrank while it was being sent")
-            offset += sent
 
 
 class Listener:
@@ -271,6 +164,8 @@ class Worker:
         """A thread's life while it may own the loop: run it; when a takeover took it (LoopLost),
         park as a spare until promoted. The thread that finds the loop drained ends the process."""
         while True:
+            if self.takeover is not None:
+                self.takeover.own()
             try:
                 self.loop()
             except LoopLost:
@@ -370,10 +265,10 @@ class Worker:
             for fd, _ in events:
                 conn = connections.get(fd)
                 if conn is not None:
-                    if conn.busy:  # a hang-up the disarming let through once: its thread's
+                    if conn.state is BUSY:  # a hang-up the disarming let through once
                         continue
                     self.on_readable(conn)
-                    if threaded and not conn.busy and connections.get(fd) is conn:
+                    if threaded and conn.state is not BUSY and connections.get(fd) is conn:
                         modify(fd, READABLE_ONCE)  # still the loop's: wait for more
                     if backlog is not None and not self.stopping:  # draining closes them
                         backlog = self.backlog = self.accept_paced(backlog)
@@ -412,9 +307,9 @@ class Worker:
         idle_limit = self.keepalive
         request_limit = self.config.timeout or None
         for conn in list(self.connections.values()):
-            if conn.busy:
+            if conn.state is BUSY:
                 continue
-            if conn.parser is None:
+            if conn.state is LINGERING:
                 if now - conn.last_active > LINGER:
                     self.close(conn)
                 continue
@@ -516,7 +411,7 @@ class Worker:
             self.pause_accepting()
 
     def on_readable(self, conn: Connection) -> None:
-        if conn.plain:
+        if conn.state is PLAIN:
             try:
                 data = conn.sock.recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -558,7 +453,7 @@ class Worker:
             if self.pool is not None:
                 # The event disarmed it (READABLE_ONCE): no event, not even a hang-up, makes
                 # this thread race the pool thread on the socket until on_wake re-arms it.
-                conn.busy = True
+                conn.state = BUSY
                 self.pool.submit(conn)
             elif self.takeover is None:
                 if not self.process(conn):
@@ -583,14 +478,13 @@ class Worker:
             conn.last_active = time.monotonic()
 
     def read_special(self, conn: Connection) -> bytes | None:
-        """Read a connection that is not plain: HTTP bytes to parse, b"" at the end, or None
-        when there is nothing to parse yet (a TLS handshake or PROXY preamble under way) or
-        ever (lingering after an error: what arrives is dropped)."""
-        if conn.handshaking:
-            if conn.preamble is not None and not self.read_tls_preamble(conn):
-                return None
-            if not self.handshake(conn):
-                return None
+        """Read a connection whose state is not PLAIN: HTTP bytes to parse, b"" at the end, or
+        None when there is nothing to parse yet (a TLS handshake or PROXY preamble under way)
+        or ever (lingering after an error: what arrives is dropped)."""
+        if conn.state is PREAMBLE and conn.tls and not self.read_tls_preamble(conn):
+            return None
+        if conn.state is HANDSHAKE and not self.handshake(conn):
+            return None
         try:
             data = conn.sock.recv(RECV_SIZE)
             if conn.tls:
@@ -602,9 +496,9 @@ class Worker:
             return b""
         if not data:
             return b""
-        if conn.parser is None:
-            return None  # lingering after an error: what arrives is dropped
-        if conn.preamble is not None:
+        if conn.state is LINGERING:
+            return None  # what arrives after an error is dropped
+        if conn.state is PREAMBLE:
             known = len(conn.preamble)
             consumed = self.read_preamble(conn, data)
             if consumed is None:
@@ -630,7 +524,7 @@ class Worker:
             error_log.info("TLS handshake with %s failed: %s", conn.remote_addr, exc)
             self.close(conn)
             return False
-        conn.handshaking = False
+        conn.reading()
         return True
 
     def read_tls_preamble(self, conn: Connection) -> bool:
@@ -667,8 +561,11 @@ class Worker:
             conn.preamble = data
             return None
         consumed, client = result
-        conn.preamble = None
-        conn.plain = not conn.tls
+        conn.preamble = b""
+        if conn.tls:
+            conn.state = HANDSHAKE  # the PROXY header came before the ClientHello
+        else:
+            conn.reading()
         if client is not None:
             conn.remote_addr, conn.remote_port = client
             conn.environ_base = wsgi.connection_environ(conn.environ_base, *client)
@@ -768,7 +665,7 @@ class Worker:
         self.wake_pending = False
         while self.finished:
             conn = self.finished.popleft()
-            conn.busy = False
+            conn.reading()
             conn.thread = None
             if conn.keep_alive:
                 # Handed over by a takeover, it was READABLE (inline): level-triggered again.
@@ -794,8 +691,7 @@ class Worker:
             self.close(conn)
             return
         conn.parser.close()
-        conn.parser = None  # marks the connection as lingering
-        conn.plain = False
+        conn.state = LINGERING
         conn.last_active = time.monotonic()
 
     def close(self, conn: Connection) -> None:
@@ -839,10 +735,10 @@ class Worker:
             del self.listeners[fd]
         now = time.monotonic()
         for conn in list(self.connections.values()):
-            if conn.parser is None:
+            if conn.state is LINGERING:
                 self.close(conn)
                 continue
-            if conn.busy or conn.parser.in_progress or _has_pending(conn.sock):
+            if conn.state is BUSY or conn.parser.in_progress or _has_pending(conn.sock):
                 continue
             # A client we accepted has its first request on the way: give it a moment.
             if conn.served or now - conn.last_active > FIRST_REQUEST_GRACE:
