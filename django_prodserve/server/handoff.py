@@ -41,8 +41,8 @@ CHECK = 0.001
 BUSY_CHECK = 0.004
 BUSY_SERVED = 4
 #: Looks in a row with no request in the app after which the watchdog dozes until the loop's
-#: thread claims one: a worker between requests then costs two wakeups per request instead of
-#: one per CHECK (an idle worker, none at all).
+#: thread claims one, unless the worker is busy (BUSY_SERVED): a worker between requests then
+#: costs two wakeups per request instead of one per CHECK (an idle worker, none at all).
 DOZE_AFTER = 1
 
 
@@ -174,8 +174,8 @@ class Watchdog:
         while True:
             if takeover is None:
                 sleep(1.0)
-            elif takeover.quiet < DOZE_AFTER:
-                sleep(interval)
+            elif takeover.quiet < DOZE_AFTER or interval == BUSY_CHECK:  # busy: the next
+                sleep(interval)  # claim comes within microseconds, rousing would cost more
                 before, served = served, worker.requests
                 interval = BUSY_CHECK if served - before >= BUSY_SERVED else CHECK
                 takeover.watch(served)
