@@ -17,11 +17,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from tests import conftest
 from tests.client import Connection, Response, get, unix_request
-from tests.conftest import MANAGE, children_of, pid_alive, wait_in_view, wait_until
+from tests.conftest import MANAGE, ROOT, children_of, pid_alive, wait_in_view, wait_until
 
 
 class Load:
@@ -208,6 +210,71 @@ def test_hup_with_a_broken_deploy_keeps_the_old_generation_serving(start_copy, p
     server.signal(signal.SIGHUP)
     server.wait_for(r"Generation pid \d+ serves; stopping pid \d+ gracefully", start=mark)
     assert wait_until(lambda: get(server.port, "/hello/").body == b"Hello, fixed!", timeout=10)
+
+
+def releases(tmp_path: Path, monkeypatch) -> Path:
+    """A Capistrano-style layout: releases/1 and releases/2 of the test project (their hello
+    views say which), `current -> releases/1`; the server runs `manage.py` from `current`."""
+    root = tmp_path / "app"
+    for number in (1, 2):
+        target = root / "releases" / str(number)
+        shutil.copytree(
+            ROOT / "testproject", target, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3")
+        )
+        replace(target / "demo" / "views.py", "Hello, world!", f"release {number}")
+    (root / "current").symlink_to("releases/1")
+    monkeypatch.setattr(conftest, "MANAGE", Path("manage.py"))
+    return root
+
+
+def switch(root: Path, number: int) -> None:
+    """The deploy: point `current` at another release atomically (ln -sfn, then mv -T)."""
+    (root / "current.tmp").symlink_to(f"releases/{number}")
+    os.replace(root / "current.tmp", root / "current")
+
+
+def test_hup_after_a_symlink_switch_serves_the_new_release(start_server, tmp_path, monkeypatch):
+    """`cd /srv/app/current && manage.py prodserve`: the generations after a deploy serve the
+    release `current` points to now, not the directory it pointed to at start."""
+    root = releases(tmp_path, monkeypatch)
+    current = root / "current"
+    server = start_server(
+        "-w", "1", cwd=current, env={"PWD": str(current), "TESTPROJECT_DEBUG": "0"}
+    )
+    assert get(server.port, "/hello/").body == b"release 1"
+    with Load(server.port, clients=2) as load:
+        load.wait_for_requests(20)
+        switch(root, 2)
+        mark = server.mark()
+        server.signal(signal.SIGHUP)
+        server.wait_for(r"Generation pid \d+ serves; stopping pid \d+ gracefully", start=mark)
+        load.wait_for_requests(20)
+    assert load.failed == []
+    assert get(server.port, "/hello/").body == b"release 2"
+
+
+def test_usr2_after_a_symlink_switch_starts_the_new_release(start_server, tmp_path, monkeypatch):
+    root = releases(tmp_path, monkeypatch)
+    current = root / "current"
+    server = start_server(
+        "-w", "1", cwd=current, env={"PWD": str(current), "TESTPROJECT_DEBUG": "0"}
+    )
+    with Load(server.port, clients=2) as load:
+        load.wait_for_requests(20)
+        switch(root, 2)
+        mark = server.mark()
+        server.signal(signal.SIGUSR2)
+        new_master = int(server.wait_for(r"started new master (\d+)", start=mark).group(1))
+        server.wait_for(rf"\[{new_master}\] \[INFO\] Ready", start=mark)
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit() == 0
+        load.wait_for_requests(20)
+    try:
+        assert load.failed == []
+        assert get(server.port, "/hello/").body == b"release 2"
+    finally:
+        os.kill(new_master, signal.SIGTERM)
+        assert wait_until(lambda: not pid_alive(new_master), timeout=15)
 
 
 def test_kill_9_under_load_replaces_the_worker_fast_and_fails_at_most_in_flight(start_server):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -85,6 +86,22 @@ class Child:
         self.stop_by = time.monotonic() + grace
 
 
+@functools.cache
+def logical_cwd() -> str:
+    """The directory the operator started us in, as they named it (first call: at start).
+
+    A shell keeps symlinks in $PWD (`cd /srv/app/current`) while getcwd() names the directory the
+    link pointed to then. A deploy switches `current -> releases/N`; each new generation and a new
+    master start in this path, so they resolve the link afresh and serve the new release (gunicorn
+    does the same)."""
+    cwd = os.getcwd()
+    pwd = os.environ.get("PWD", "")
+    with contextlib.suppress(OSError):
+        if os.path.isabs(pwd) and os.path.samefile(pwd, cwd):
+            return pwd
+    return cwd
+
+
 def spawn(
     command: Sequence[str],
     fds: Sequence[int],
@@ -97,6 +114,7 @@ def spawn(
     try:
         proc = subprocess.Popen(
             command,
+            cwd=logical_cwd(),
             env={**os.environ, **env_for(status_w), LISTEN_FDS_ENV: ",".join(map(str, fds))},
             pass_fds=(*fds, status_w, *keep),
         )
@@ -191,6 +209,7 @@ class Supervisor:
         self.stopping = False
         self.exit_code = 0
         self.new_master: int | None = None
+        logical_cwd()  # now, while $PWD still names the directory we run in
 
     def run(self) -> int:
         """Serve through generations until stopped; the return value is the exit status."""
@@ -405,6 +424,7 @@ class Supervisor:
             for fd in self.fds:
                 os.set_inheritable(fd, True)
             self.hooks("pre_exec", self)
+            os.chdir(logical_cwd())
             os.execve(
                 self.command[0],
                 self.command,
