@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import django
 import pytest
 
-from tests.client import Connection, Response
+from tests.client import Connection, Response, get
 from tests.conftest import (
     children_of,
     epoll_only,
@@ -283,7 +283,9 @@ def test_preloaded_app_failing_at_import_exits_before_forking(start_server):
     assert code != 0
     assert "RuntimeError: prodserve-test: the WSGI module failed at import" in output
     assert "Booting worker" not in output
-    assert re.search(r"Generation pid \d+ exited \(exit status 1\): stopping", output)
+    assert re.search(
+        r"Generation pid \d+ exited before it was ready \(exit status 1\): stopping", output
+    )
 
 
 def test_zero_workers_in_the_environment_is_refused_with_a_check_id(start_server):
@@ -719,3 +721,32 @@ def test_clients_do_not_wait_for_a_lighter_worker_stuck_in_a_long_request(start_
             conn.sock.close()
     # Waiting for the busy worker would take until its 4 s view ends.
     assert elapsed < 2, f"8 clients took {elapsed:.1f}s with one worker busy"
+
+
+def test_a_killed_generation_is_replaced_on_the_same_sockets(start_server):
+    """kill -9 of the generation (its master) is what a dead worker is to a master: the
+    supervisor says what happened and starts another; its pid and sockets stay."""
+    server = start_server(LOOPBACK, "-w", "1")
+    [generation] = children_of(server.proc.pid)
+    [worker] = server.worker_pids()
+    mark = server.mark()
+    os.kill(generation, signal.SIGKILL)
+    server.wait_for(
+        rf"Generation pid {generation} exited \(signal SIGKILL\): starting a new one", start=mark
+    )
+    server.wait_for(r"Ready: 1 worker", start=mark)
+    assert wait_until(lambda: not pid_alive(worker), timeout=5), "the orphaned worker lives on"
+    assert get(server.port, "/hello/").status == 200
+    assert server.proc.poll() is None
+    assert generation not in children_of(server.proc.pid)
+    assert not any("stopping" in line for line in server.lines[mark:]), server.lines[mark:]
+
+
+def test_ctrl_c_is_logged_once(start_server):
+    server = start_server(LOOPBACK, "-w", "2")
+    mark = server.mark()
+    os.killpg(server.proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+    assert server.wait_exit(10) == 0
+    after = server.lines[mark:]
+    assert sum("SIGINT: stopping now" in line for line in after) == 1, after
+    assert sum("Shutdown complete" in line for line in after) == 1, after

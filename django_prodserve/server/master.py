@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..logs import reopen_files
 from ..metrics import with_master_metrics
+from . import reload_child
 from .heartbeat import Heartbeat
 from .hooks import Hooks
 from .portable import wake_pipe
@@ -91,6 +92,9 @@ class Master:
         self.boot_failures = 0
         self.spawn_after = 0.0
         self.announce = announce
+        #: A generation (supervisor.py) or a --reload server: its supervisor's pid.
+        supervised = announce is not None or reload_child.state() is not None
+        self.supervisor = os.getppid() if supervised else None
 
     def run(self) -> int:
         """Serve until stopped; the return value is the process exit status."""
@@ -123,7 +127,8 @@ class Master:
                 listener.sock.close()
             signal.set_wakeup_fd(-1)
             self.hooks("on_exit", self)
-        error_log.info("Shutdown complete")
+        if self.speaks_for_itself():
+            error_log.info("Shutdown complete")
         return self.exit_code
 
     def _wait(self, timeout: float) -> bytes:
@@ -170,15 +175,21 @@ class Master:
             reopen_files()
             self.kill_all(signal.SIGUSR1)
 
+    def speaks_for_itself(self) -> bool:
+        """Whether stopping is ours to log: under a supervisor (a generation, a --reload server)
+        that is still there, the supervisor says it, once."""
+        return self.supervisor is None or os.getppid() != self.supervisor
+
     def stop(self, graceful: bool, why: str) -> None:
         if self.stop_deadline is not None and graceful:
             return
+        log = error_log.info if self.speaks_for_itself() else error_log.debug
         if graceful:
-            error_log.info("%s: stopping gracefully (up to %ss)", why, self.config.graceful_timeout)
+            log("%s: stopping gracefully (up to %ss)", why, self.config.graceful_timeout)
             self.stop_deadline = time.monotonic() + self.config.graceful_timeout
             sig = signal.SIGTERM
         else:
-            error_log.info("%s: stopping now", why)
+            log("%s: stopping now", why)
             self.stop_deadline = time.monotonic() + 1.0
             sig = signal.SIGQUIT
         # The workers' copies of the listening sockets stay open until they have accepted what

@@ -191,7 +191,8 @@ class Supervisor:
     """The master the operator sees: pid, pidfile, sockets and signals; generations serve.
 
     HUP starts a generation; the one before it gets SIGTERM once the new one is ready, and drains
-    for `graceful_timeout`. A new generation that cannot boot leaves the old one serving. TTIN,
+    for `graceful_timeout`. A new generation that cannot boot leaves the old one serving; one that
+    dies after serving (kill -9, OOM) is replaced, as a master replaces a worker. TTIN,
     TTOU and WINCH go to the serving generation, USR1 to every process, TERM/INT/QUIT to all.
     USR2 starts a new master (same command line, same sockets), as before generations.
     """
@@ -322,13 +323,14 @@ class Supervisor:
         error_log.info("SIGHUP: starting a new generation; the current one serves until it is up")
         self.start()
 
-    def stop(self, signum: int) -> None:
+    def stop(self, signum: int, say: bool = True) -> None:
         """TERM: every generation drains (graceful_timeout); INT, QUIT: they stop now."""
         if self.stopping and signum == signal.SIGTERM:
             return
         graceful = signum == signal.SIGTERM
         how = f"gracefully (up to {self.config.graceful_timeout}s)" if graceful else "now"
-        error_log.info("%s: stopping %s", signal.Signals(signum).name, how)
+        if say:
+            error_log.info("%s: stopping %s", signal.Signals(signum).name, how)
         self.stopping = True
         # The generations' workers accept what already waits in the backlog before they close
         # their copies (worker._drain); ours are not needed for that.
@@ -379,11 +381,13 @@ class Supervisor:
                 self.exited(child, code)
 
     def exited(self, child: Child, code: int) -> None:
+        how = describe_exit(code)
         if child.stop_by is not None or self.stopping:
+            if not self.stopping:
+                error_log.info("Generation pid %d has stopped", child.pid)
             return  # retired
         if child is self.serving:
             self.serving = None
-        how = describe_exit(code)
         if any(other.stop_by is None for other in self.children):
             if child.ready:
                 error_log.error("Generation pid %d exited (%s)", child.pid, how)
@@ -396,12 +400,20 @@ class Supervisor:
                     how,
                 )
             return
-        # The first generation could not boot, or the last one gave up (its workers died before
-        # booting, see Master.worker_died) or was killed: stop with its status, as a master whose
-        # workers cannot boot always did, and leave restarting to the service manager.
-        error_log.error("Generation pid %d exited (%s): stopping", child.pid, how)
+        if child.ready:
+            # It served, then died (killed, out of memory, its master gave up): as a master does
+            # for a worker, start another on the same sockets. If that one cannot boot either,
+            # the branch below stops us.
+            error_log.error("Generation pid %d exited (%s): starting a new one", child.pid, how)
+            self.start()
+            return
+        # No generation serves and this one could not boot: stop with its status, as a master
+        # whose workers cannot boot always did, and leave restarting to the service manager.
+        error_log.error(
+            "Generation pid %d exited before it was ready (%s): stopping", child.pid, how
+        )
         self.exit_code = code if code > 0 else 1
-        self.stop(signal.SIGTERM)
+        self.stop(signal.SIGTERM, say=False)
 
     # zero-downtime upgrade (SIGUSR2)
 
