@@ -63,14 +63,25 @@ def serve_site(start_server, site, monkeypatch):
     return start
 
 
-def add_app(site: Path, server: Server, models: str = "") -> Path:
-    """`startapp blog` while the server runs, with a /blog/ view, installed and routed."""
+BLOG_VIEW = (
+    "from django.http import HttpResponse\n\n\n"
+    "def index(request):\n    return HttpResponse('blog one')\n"
+)
+
+
+def add_app(site: Path, server: Server, models: str = "", template: str = "") -> Path:
+    """`startapp blog` while the server runs, with a /blog/ view, installed and routed; the view
+    renders blog/templates/blog/index.html when a `template` is given."""
     manage(site, "startapp", "blog")
     blog = site / "blog"
-    (blog / "views.py").write_text(
-        "from django.http import HttpResponse\n\n\n"
-        "def index(request):\n    return HttpResponse('blog one')\n"
-    )
+    view = BLOG_VIEW
+    if template:
+        (blog / "templates" / "blog").mkdir(parents=True)
+        (blog / "templates" / "blog" / "index.html").write_text(template)
+        view = "from django.shortcuts import render\n\n\n" + (
+            "def index(request):\n    return render(request, 'blog/index.html')\n"
+        )
+    (blog / "views.py").write_text(view)
     if models:
         (blog / "models.py").write_text(
             "from django.db import models\n\n\n" + textwrap.dedent(models)
@@ -87,7 +98,7 @@ def add_app(site: Path, server: Server, models: str = "") -> Path:
     )
     settings = site / "mysite" / "settings.py"
     settings.write_text(settings.read_text() + "INSTALLED_APPS += ['blog']\n")
-    poll(server.port, "/blog/", lambda r: r.body == b"blog one")
+    poll(server.port, "/blog/", lambda r: r.body == (template.encode() or b"blog one"))
     # The server reports what it loaded just after it is up; from then on the app is watched.
     server.wait_for(rf"{WATCHING}.*recursively.*{re.escape(str(blog))}")
     return blog
@@ -131,6 +142,45 @@ def test_an_app_added_while_serving_is_watched_after_the_reload(serve_site, site
     blog = add_app(site, server)
     replace(blog / "views.py", "blog one", "blog two")
     poll(server.port, "/blog/", lambda r: r.body == b"blog two")
+
+
+def edit_template(server: Server, path: Path, old: str, new: str, url: str) -> None:
+    """Edit a template: the next request renders it, as runserver has it, without a restart
+    (the template loaders are reset)."""
+    mark = server.mark()
+    replace(path, old, new)
+    poll(server.port, url, lambda r: new.encode() in r.body)
+    server.wait_for(rf"{re.escape(path.name)} changed, applied without a restart", start=mark)
+    assert not [line for line in server.lines[mark:] if "reloading" in line]
+
+
+def test_the_templates_of_an_app_added_while_serving_are_watched(serve_site, site):
+    server = serve_site()
+    blog = add_app(site, server, template="blog one")
+    edit_template(server, blog / "templates" / "blog" / "index.html", "one", "two", "/blog/")
+
+
+def test_a_template_directory_added_to_the_settings_is_watched(serve_site, site):
+    server = serve_site()
+    templates = site / "templates"
+    templates.mkdir()
+    (templates / "page.html").write_text("page one")
+    replace(
+        site / "mysite" / "views.py",
+        "from django.http import HttpResponse",
+        "from django.http import HttpResponse\nfrom django.shortcuts import render",
+    )
+    with (site / "mysite" / "views.py").open("a") as views:
+        views.write("\n\ndef page(request):\n    return render(request, 'page.html')\n")
+    replace(
+        site / "mysite" / "urls.py",
+        "urlpatterns = [",
+        "urlpatterns = [\n    path('page/', views.page),",
+    )
+    replace(site / "mysite" / "settings.py", "'DIRS': [],", "'DIRS': [BASE_DIR / 'templates'],")
+    poll(server.port, "/page/", lambda r: r.body == b"page one")
+    server.wait_for(rf"{WATCHING}.*recursively.*{re.escape(str(templates))}")
+    edit_template(server, templates / "page.html", "one", "two", "/page/")
 
 
 def test_system_checks_run_at_every_reload(serve_site, site):

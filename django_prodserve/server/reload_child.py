@@ -96,7 +96,8 @@ class ChildState:
 
 
 def report_path(reports: str | Path, pid: int) -> Path:
-    """Where server `pid` writes what it loaded: {"modules": [[name, file]...], "apps": [[name, path]...]}."""
+    """Where server `pid` writes what it loaded: {"modules": [[name, file]...], "apps": [[name,
+    path]...], "registered": watch.Registrations as a dict}."""
     return Path(reports, f"{pid}.json")
 
 
@@ -331,10 +332,12 @@ def ready(app, run_checks: Callable[[], None] | None):
 
 
 def _check(server: int, run_checks: Callable[[], None] | None) -> int:
-    """Report what the server loaded (the supervisor watches those files; the next standby imports
-    the libraries among them), then run runserver's checks and migration notice. The exit status."""
+    """Report what the server loaded and what autoreload_started registers with its settings (the
+    supervisor watches those; the next standby imports the libraries among them), then run runserver's checks and migration notice. The exit status."""
     from django.apps import apps
     from django.core.management.base import SystemCheckError
+
+    from .watch import Registrations
 
     code = 0
     try:
@@ -345,6 +348,7 @@ def _check(server: int, run_checks: Callable[[], None] | None) -> int:
                 if isinstance(file := getattr(module, "__file__", None), str)
             ],
             "apps": [[config.name, config.path] for config in apps.get_app_configs()],
+            "registered": Registrations.here().report(),
         }
         report_path(_state.reports, server).write_text(json.dumps(report))
         os.write(_state.status, b"m")

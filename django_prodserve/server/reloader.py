@@ -29,7 +29,7 @@ from django.utils import autoreload
 from .portable import wake_pipe
 from .reload_child import BOOTSTRAP, CHILD_ENV, STOP_GRACE, report_path, serve_forked
 from .supervisor import Child, Forked, describe_exit, drain, kill_overdue, next_deadline, spawn
-from .watch import FileWatch, Watcher
+from .watch import FileWatch, Registrations, Watcher
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -233,7 +233,8 @@ class Reloader:
             self.standby_at = time.monotonic() + (STANDBY_DELAY if b"c" in data else 0.0)
 
     def learn(self, child: Child) -> None:
-        """A server reported what it loaded: watch it (the next reload may bring more)."""
+        """A server reported what it loaded and registers: watch it (the next reload may bring
+        more)."""
         report = report_path(self.reports.name, child.proc.pid)
         try:
             loaded = json.loads(report.read_text())
@@ -244,7 +245,9 @@ class Reloader:
             )
             return
         self.files.learn(
-            [file for _, file in loaded["modules"]], [path for _, path in loaded["apps"]]
+            [file for _, file in loaded["modules"]],
+            [path for _, path in loaded["apps"]],
+            Registrations(**loaded["registered"]),
         )
         self.watch()
         apps = {name for name, _ in loaded["apps"]}

@@ -8,6 +8,7 @@ do they need a restart", never how they were found.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import logging
 import os
@@ -82,6 +83,62 @@ def _has_magic(pattern: str) -> bool:
     return any(char in pattern for char in "*?[")
 
 
+def autoreload_started_for(sender) -> None:
+    """Send `autoreload_started` to `sender`, a reloader (`watch_dir()`, `extra_files`), as
+    runserver does, with Django's receivers connected for certain."""
+    import django.template  # noqa: F401  (connects django.template.autoreload's receivers)
+
+    if settings.USE_I18N:
+        # Django connects these on first use of a translation function; make it certain.
+        from django.utils.translation.reloader import (
+            translation_file_changed,
+            watch_for_translation_changes,
+        )
+
+        autoreload_started.connect(
+            watch_for_translation_changes, dispatch_uid="translation_file_changed"
+        )
+        file_changed.connect(translation_file_changed, dispatch_uid="translation_file_changed")
+    for receiver, result in autoreload_started.send_robust(sender=sender):
+        if isinstance(result, Exception):
+            error_log.warning("autoreload_started receiver %r failed: %s", receiver, result)
+
+
+@dataclasses.dataclass(eq=False)  # a signal's sender: hashable, by identity
+class Registrations:
+    """What `autoreload_started`'s receivers register in a server's checker, with the server's
+    settings and apps (reload_child._check), and its template directories: the supervisor ran the
+    receivers once, with the settings of the start (FileWatch.learn)."""
+
+    dirs: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    extra_files: set[str] = dataclasses.field(default_factory=set)
+    templates: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.extra_files = set(self.extra_files)  # a list in the report
+
+    @classmethod
+    def here(cls) -> Registrations:
+        found = cls()
+        autoreload_started_for(found)
+        try:
+            from django.template.autoreload import get_template_directories
+
+            found.templates = sorted(str(_resolved(d)) for d in get_template_directories())
+        except Exception:  # broken TEMPLATES: its receiver's failure is logged, checks say why
+            pass
+        found.extra_files = {str(_resolved(path)) for path in found.extra_files}
+        return found
+
+    def report(self) -> dict:
+        """As JSON has it; Registrations(**report) on the other side."""
+        return {**dataclasses.asdict(self), "extra_files": sorted(self.extra_files)}
+
+    def watch_dir(self, path: str | Path, glob: str) -> None:
+        """BaseReloader.watch_dir(), noted (resolved here: a relative path is this cwd's)."""
+        self.dirs.append((str(_resolved(path)), glob))
+
+
 class FileWatch:
     """Which directories to watch, and which changes count.
 
@@ -93,7 +150,8 @@ class FileWatch:
     as directories: each sys.path entry outside the Python installation (the directory of
     manage.py) for its top-level modules, and recursively every package found there and every
     installed app outside site-packages. Any `.py` file in those counts, new ones too. Each server
-    reports what it loaded (`learn`), so a new app or package is watched from the next reload on.
+    reports what it loaded and what the receivers register with its settings (`learn`), so a new
+    app or package, its templates, a new TEMPLATES DIRS entry are watched from the next reload on.
     """
 
     def __init__(self, extra: Iterable[str]) -> None:
@@ -114,22 +172,9 @@ class FileWatch:
         self.extra_files: set[Path] = set()
         self.extra_globs = [str(Path(p).expanduser().absolute()) for p in extra if _has_magic(p)]
         self.directory_globs: dict[Path, set[str]] = defaultdict(set)
-        import django.template  # noqa: F401  (connects django.template.autoreload's receivers)
-
-        if settings.USE_I18N:
-            # Django connects these on first use of a translation function; make it certain.
-            from django.utils.translation.reloader import (
-                translation_file_changed,
-                watch_for_translation_changes,
-            )
-
-            autoreload_started.connect(
-                watch_for_translation_changes, dispatch_uid="translation_file_changed"
-            )
-            file_changed.connect(translation_file_changed, dispatch_uid="translation_file_changed")
-        for receiver, result in autoreload_started.send_robust(sender=self):
-            if isinstance(result, Exception):
-                error_log.warning("autoreload_started receiver %r failed: %s", receiver, result)
+        #: The newest server's template directories (its settings and apps), once it reported.
+        self.template_dirs: set[Path] = set()
+        autoreload_started_for(self)
         self.extra_files = {_resolved(p) for p in extra if not _has_magic(p)} | {
             _resolved(p) for p in self.extra_files
         }
@@ -147,11 +192,23 @@ class FileWatch:
             path for path in map(_resolved, app_paths) if not self.installed(path)
         )
 
-    def learn(self, module_files: Iterable[str], app_paths: Iterable[str]) -> None:
+    def learn(
+        self,
+        module_files: Iterable[str],
+        app_paths: Iterable[str],
+        registered: Registrations | None = None,
+    ) -> None:
         """A server reported what it loaded, which this process never imports (the views, an app
-        added to INSTALLED_APPS since the start): that counts too."""
+        added to INSTALLED_APPS since the start), and what `autoreload_started` registers with its
+        settings and apps (`registered`: a new app's templates and locale, a new TEMPLATES DIRS
+        entry): that counts too."""
         self.module_files.update(_module_files(module_files))
         self.add_code(app_paths)
+        if registered is not None:
+            for directory, glob in registered.dirs:
+                self.watch_dir(directory, glob)
+            self.extra_files.update(map(_resolved, registered.extra_files))
+            self.template_dirs = set(map(_resolved, registered.templates))
 
     def libraries(self, modules: list[list[str]], apps: list[str]) -> list[str]:
         """The names, in import order, of the modules a server loaded from the Python installation:
@@ -215,8 +272,13 @@ class FileWatch:
         return any(fnmatch.fnmatchcase(str(path), pattern) for pattern in self.extra_globs)
 
     def notify(self, path: Path) -> bool:
-        """Send `file_changed` as runserver does; True when a receiver handled it (no restart)."""
-        handled = False
+        """Send `file_changed` as runserver does; True when a receiver handled it (no restart).
+
+        Django's template receiver answers with this process's template directories, those of the
+        start; a template in one the newest server has (a new app's, a new DIRS entry) is handled
+        too, as runserver's receiver would with the new settings: the servers reset their
+        template loaders (reload_child.ChangeReplay), nothing restarts."""
+        handled = path.suffix != ".py" and any(d in path.parents for d in self.template_dirs)
         for receiver, result in file_changed.send_robust(sender=self, file_path=path):
             if isinstance(result, Exception):
                 error_log.warning("file_changed receiver %r failed: %s", receiver, result)
