@@ -206,3 +206,9 @@ def test_unapplied_migrations_are_announced_at_each_reload(serve_site, site):
     manage(site, "makemigrations", "blog", "-v0")
     assert (blog / "migrations" / "0001_initial.py").is_file()
     server.wait_for(r"You have 1 unapplied migration\(s\).*: blog\.", start=mark)
+
+
+def test_the_banner_says_that_debug_turned_reloading_on(serve_site):
+    server = serve_site()
+    assert "DEBUG is on, so prodserve reloads on every change" in server.output
+    assert "--reload is for development" not in server.output  # no --reload was given

@@ -40,6 +40,7 @@ class Command(BaseCommand):
     # Checks run in handle(), after the configuration is known, like runserver's inner_run().
     requires_system_checks = []
     suppressed_base_arguments = {"--verbosity", "--traceback"}
+    reload_by_debug = False  # reload is on because DEBUG is (handle())
 
     def add_arguments(self, parser) -> None:
         parser.usage = "%(prog)s [addrport] [options]"  # the options, grouped, follow
@@ -124,6 +125,8 @@ class Command(BaseCommand):
             return self.print_config(config, sources, problems)
         if not settings.DEBUG and not settings.ALLOWED_HOSTS:
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
+        # The banner says why it reloads: DEBUG ('auto', runserver's way), or a `reload` asked for.
+        self.reload_by_debug = config.reload == "auto" and settings.DEBUG
         config = dataclasses.replace(config, reload=reloading(config, settings.DEBUG))
         child = reload_child.state()
         generation = supervisor.generation()
@@ -356,7 +359,11 @@ class Command(BaseCommand):
             lines.append(f"Listening at {sockets.display(listener.address, scheme)}")
         quit_key = "CTRL-BREAK" if sys.platform == "win32" else "CONTROL-C"
         lines.append(f"Quit the server with {quit_key}.")
-        if config.reload and os.environ.get("DJANGO_RUNSERVER_HIDE_WARNING") != "true":
+        if self.reload_by_debug:
+            lines.append(
+                "DEBUG is on, so prodserve reloads on every change (--noreload turns it off)."
+            )
+        elif config.reload and os.environ.get("DJANGO_RUNSERVER_HIDE_WARNING") != "true":
             lines.append(
                 self.style.WARNING(
                     "\nWARNING: --reload is for development: it restarts the server on every "
