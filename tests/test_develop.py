@@ -212,3 +212,24 @@ def test_the_banner_says_that_debug_turned_reloading_on(serve_site):
     server = serve_site()
     assert "DEBUG is on, so prodserve reloads on every change" in server.output
     assert "--reload is for development" not in server.output  # no --reload was given
+
+
+def reload_once(server: Server, site: Path) -> int:
+    """A start, then an edit served by the next server, its checks done: the output index where
+    the edit was made."""
+    server.wait_for("System check identified no issues")
+    mark = server.mark()
+    replace(site / "mysite" / "views.py", "Hello, site", "Hello, edited")
+    poll(server.port, "/hello/", lambda r: r.body == b"Hello, edited")
+    server.wait_for("System check identified no issues", start=mark)
+    return mark
+
+
+def test_what_is_watched_is_said_once_at_start_after_the_checks(serve_site, site):
+    """Not once before and once after the first server's report; and not inside the checks'
+    block, which the report precedes."""
+    server = serve_site()
+    start = server.lines[: reload_once(server, site)]
+    watching = [i for i, line in enumerate(start) if WATCHING in line]
+    assert len(watching) == 1, start
+    assert "System check identified" in "\n".join(start[: watching[0]])

@@ -72,6 +72,7 @@ class Reloader:
         self.changed_at = time.monotonic()
         self.changed: list[Path] = []
         self.parked: set[Child] = set()  # the children that said b"w": imports done, waiting
+        self.unannounced = False  # the watch set grew since the last "Watching" line
         self.stopping = False
 
     def run(self) -> None:
@@ -227,6 +228,8 @@ class Reloader:
                 "error until the next change",
                 pid,
             )
+        if b"c" in data or b"f" in data:
+            self.announce_watch()
         # The next standbys start once this server's checker is done (or it serves an error
         # page): importing a project takes CPU its first requests should have.
         if (b"c" in data or b"f" in data) and self.warm and not self.stopping:
@@ -257,6 +260,14 @@ class Reloader:
         """Watch what FileWatch names (also what it has learnt since the last call)."""
         deep, flat = self.files.roots()
         if self.watcher.add(deep, flat):
+            self.unannounced = True
+
+    def announce_watch(self) -> None:
+        """Say what is watched, when the set grew: once the server's checker is done (or it serves
+        an error page, or exited). So a start says it once, after the first server's report, not
+        once before and once after; and the line follows the checks' block, never splits it."""
+        if self.unannounced:
+            self.unannounced = False
             error_log.info(
                 "Watching for file changes with watchfiles: %d directories, recursively %s",
                 len(self.watcher.deep) + len(self.watcher.flat),
@@ -286,6 +297,7 @@ class Reloader:
         """The server went away by itself: say so on the console and, once, in the browser."""
         how = describe_exit(code)
         error_log.error("Server process %d exited (%s); waiting for a change", child.proc.pid, how)
+        self.announce_watch()
         if child.word.startswith(GO):
             self.active = self.serve_error(
                 f"The server process exited ({how}); the console says why.\n"
