@@ -90,7 +90,8 @@ class Server:
         match = self.wait_for(LISTENING.pattern)
         self.host = match.group(1) or match.group(2)
         self.port = int(match.group(3))
-        self.wait_for(r"Ready: \d+ worker")
+        # A master's line; under --reload, its supervisor's (the server's own is a debug line).
+        self.wait_for(r"Ready: \d+ worker|Server process \d+ ready in")
         return self
 
     @property

@@ -233,3 +233,12 @@ def test_what_is_watched_is_said_once_at_start_after_the_checks(serve_site, site
     watching = [i for i, line in enumerate(start) if WATCHING in line]
     assert len(watching) == 1, start
     assert "System check identified" in "\n".join(start[: watching[0]])
+
+
+def test_a_server_is_said_ready_once(serve_site, site):
+    """The supervisor's line, with the time since the change; the server's own is a debug line."""
+    server = serve_site()
+    first = server.wait_for(r"Server process (\d+) ready in \d+ ms").group(1)
+    reload_once(server, site)
+    ready = rf"Server process {first} ready|\[{first}\] \[\w+\] Ready"
+    assert len([line for line in server.lines if re.search(ready, line)]) == 1, server.output

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable
 
+from . import reload_child
 from .heartbeat import Heartbeat
 from .master import Master, WorkerProcess, set_title
 from .portable import CAN_FORK
@@ -69,7 +70,9 @@ class InProcess(Master):
         if self.announce is not None:
             self.announce(message)  # a generation's: the supervisor logs it, runs when_ready
         else:
-            error_log.info("%s", message)
+            error_log.log(
+                logging.DEBUG if reload_child.announced() else logging.INFO, "%s", message
+            )
             self.hooks("when_ready", self)
 
 

@@ -339,7 +339,9 @@ class Master:
             if self.announce is not None:
                 self.announce(message)  # the supervisor logs it, runs when_ready, tells systemd
             else:
-                error_log.info("%s", message)
+                error_log.log(
+                    logging.DEBUG if reload_child.announced() else logging.INFO, "%s", message
+                )
                 if self.generation == 0:
                     self.hooks("when_ready", self)
                     notify_systemd(b"READY=1")

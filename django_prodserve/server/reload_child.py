@@ -109,6 +109,12 @@ def state() -> ChildState | None:
     return _state
 
 
+def announced() -> bool:
+    """A --reload server whose supervisor has said it is ready ("Server process N ready in X
+    ms"): its own Ready line would say so twice on the console, so it is a debug line."""
+    return _state is not None and _state.ready
+
+
 def main() -> None:
     """The child's life: park (standby), then serve the project, or its boot error."""
     global _state
