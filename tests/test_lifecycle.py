@@ -162,7 +162,7 @@ def test_sigkilled_worker_is_replaced_and_requests_keep_succeeding(start_server)
 
 
 def test_sigterm_finishes_in_flight_requests_then_refuses_connections_and_exits_zero(start_server):
-    server = start_server(LOOPBACK, "-w", "1", "--graceful-timeout", "5")
+    server = start_server(LOOPBACK, "-w", "1", "--graceful-timeout", "5", "--keep-alive", "1")
     (worker,) = server.worker_pids()
     conn = Connection(server.host, server.port, timeout=10)
     conn.send(SLOW_REQUEST % b"1.5")
@@ -188,7 +188,8 @@ def test_sigterm_finishes_in_flight_requests_then_refuses_connections_and_exits_
     conn.close()
     if late is not None:
         # Served by a spare thread while the slow view runs, maybe before the worker got the
-        # signal: with or without "Connection: close", the drain closes it after the response.
+        # signal: with "Connection: close" the drain closes it after the response; without, at
+        # its keep-alive timeout (a request it sent meanwhile would be answered, issue 16).
         assert late.read_response().status == 200
         assert late.is_closed(timeout=5)
         late.close()
@@ -199,6 +200,50 @@ def test_sigterm_finishes_in_flight_requests_then_refuses_connections_and_exits_
     assert server.wait_exit(10) == 0
     assert time.monotonic() - started < 5, "the stop waited for the request, not the timeout"
     assert not pid_alive(worker)
+
+
+def test_sigterm_answers_the_next_request_of_a_kept_connection_and_closes_an_idle_one_later(
+    start_server,
+):
+    """Issue 16: a drain closed idle keep-alive connections at once, so a client sending its next
+    request as the old workers drained (HUP, USR2 then TERM, WINCH) got the connection closed
+    under it. The next request is answered, with `Connection: close`; an idle connection is
+    closed at its keep-alive timeout."""
+    server = start_server(LOOPBACK, "-w", "1", "--keep-alive", "2")
+    (worker,) = server.worker_pids()
+    with Connection(server.host, server.port) as kept, Connection(server.host, server.port) as idle:
+        for conn in (kept, idle):
+            conn.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert conn.read_response().header("Connection") != "close"
+        open_fds = fd_count(worker)
+        server.signal(signal.SIGTERM)
+        # Draining: the worker closed its listener.
+        assert wait_until(lambda: fd_count(worker) < open_fds, timeout=5)
+        stopped_at = time.monotonic()
+        kept.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        response = kept.read_response()
+        assert (response.status, response.body) == (200, b"Hello, world!")
+        assert response.header("Connection") == "close"
+        assert kept.is_closed(timeout=2)
+        assert idle.is_closed(timeout=5)
+        assert 1.5 <= time.monotonic() - stopped_at <= 4.5, "closed idle before --keep-alive 2"
+    assert server.wait_exit(10) == 0
+
+
+def test_sigterm_answers_every_request_a_connection_sent_before_the_stop(start_server):
+    """Pipelined requests already received when the drain began are answered, the last with
+    `Connection: close`; none is dropped unanswered behind a close."""
+    server = start_server(LOOPBACK, "-w", "1")
+    (worker,) = server.worker_pids()
+    with Connection(server.host, server.port) as conn:
+        conn.send(SLOW_REQUEST % b"1" + b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n" * 2)
+        wait_in_view(worker)
+        server.signal(signal.SIGTERM)
+        responses = [conn.read_response() for _ in range(3)]
+        assert [r.status for r in responses] == [200, 200, 200]
+        assert [r.header("Connection") for r in responses] == [None, None, "close"]
+        assert conn.is_closed(timeout=2)
+    assert server.wait_exit(10) == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])

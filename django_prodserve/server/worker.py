@@ -23,7 +23,7 @@ from queue import SimpleQueue
 from ..logs import reopen_files
 from ..metrics import request_observer
 from . import http, proxy, wsgi
-from .connection import BUSY, HANDSHAKE, LINGERING, PLAIN, PREAMBLE, Connection
+from .connection import BUSY, HANDSHAKE, LINGERING, PLAIN, PREAMBLE, TLS, Connection
 from .handoff import LoopLost, Takeover, Watchdog, answer_aborted, leave_signals_to_main_thread
 from .heartbeat import Heartbeat
 from .poller import READABLE, READABLE_ONCE, new_poller
@@ -39,7 +39,8 @@ ACCEPT_PACE = 0.001
 #: Wakes a sibling whose turn it is to take waiting clients (sharing.py); ignored by default, so
 #: harmless to any process.
 NUDGE = signal.SIGURG
-#: On a graceful stop, seconds a just-accepted connection gets to send its first request.
+#: On a graceful stop, seconds at least that a connection with no request under way is kept open
+#: (its keep-alive timeout when longer): a just-accepted client has its first request on the way.
 FIRST_REQUEST_GRACE = 1.0
 #: Seconds a connection is read and drained after an error response, before it is closed.
 LINGER = 2.0
@@ -306,6 +307,8 @@ class Worker:
             )
         idle_limit = self.keepalive
         request_limit = self.config.timeout or None
+        # Draining, a client yet to send its first request is held no longer than an idle one.
+        first_limit = max(idle_limit, FIRST_REQUEST_GRACE) if self.stopping else request_limit
         for conn in list(self.connections.values()):
             if conn.state is BUSY:
                 continue
@@ -313,12 +316,14 @@ class Worker:
                 if now - conn.last_active > LINGER:
                     self.close(conn)
                 continue
-            waiting = conn.parser.in_progress or not conn.served
-            limit = request_limit if waiting else idle_limit
+            if conn.parser.in_progress:
+                limit = request_limit
+            else:
+                limit = idle_limit if conn.served else first_limit
             if limit is not None and now - conn.last_active > limit:
                 if conn.parser.in_progress:
                     self.fail(conn, 408)
-                else:
+                elif not _has_pending(conn):  # else its request came meanwhile: the loop reads it
                     self.close(conn)
 
     def retire(self, reason: str) -> None:
@@ -457,7 +462,7 @@ class Worker:
                 self.pool.submit(conn)
             elif self.takeover is None:
                 if not self.process(conn):
-                    self.close(conn)
+                    self.end(conn)
             else:
                 takeover = self.takeover
                 claims = takeover.claims  # this owner's: see Takeover
@@ -471,7 +476,7 @@ class Worker:
                     self.hand_back(conn, keep)
                     raise LoopLost from None
                 if not keep:
-                    self.close(conn)
+                    self.end(conn)
         elif not parser.head_started_earlier(len(data)):
             # A new request, or more of a body: its timeout runs from this read (process()
             # stamps the rest); a head runs on the timeout of its first read.
@@ -597,7 +602,7 @@ class Worker:
                 error_log.exception("Could not build the environ of %r", req.target[:200])
                 conn.send(http.error_response(400))
                 return False
-            if self.stopping:
+            if self.stopping and not ready:  # the last request the client sent before the stop
                 conn.keep_alive = False
             conn.current = req
             if self.observer is None:
@@ -667,11 +672,12 @@ class Worker:
             conn = self.finished.popleft()
             conn.reading()
             conn.thread = None
-            if conn.keep_alive:
-                # Handed over by a takeover, it was READABLE (inline): level-triggered again.
-                self.poller.modify(conn.fd, READABLE if self.pool is None else READABLE_ONCE)
-            else:
-                self.close(conn)
+            if not conn.keep_alive:
+                self.end(conn)
+                if self.connections.get(conn.fd) is not conn:
+                    continue
+            # Kept or lingering. Handed over by a takeover, it was READABLE (inline): again.
+            self.poller.modify(conn.fd, READABLE if self.pool is None else READABLE_ONCE)
         nudged, self.nudged = self.nudged, False
         return nudged
 
@@ -684,6 +690,27 @@ class Worker:
         """
         try:
             conn.send(http.error_response(status))
+        except OSError:
+            self.close(conn)
+            return
+        self.linger(conn)
+
+    def end(self, conn: Connection) -> None:
+        """Close after a response that ends the connection (`Connection: close`).
+
+        A draining worker says `Connection: close` to a client that did not ask for it, and that
+        may have sent its next request before reading it: closing with those bytes unread would
+        make the kernel reset the connection, which can destroy the response. So linger (see
+        fail); the client, told `close`, sends its unanswered requests again (RFC 9112 §9.3.1).
+        """
+        if self.stopping and _has_pending(conn):
+            self.linger(conn)
+        else:
+            self.close(conn)
+
+    def linger(self, conn: Connection) -> None:
+        """Half-close, then read and drop what arrives for up to LINGER seconds (tick)."""
+        try:
             if conn.tls:
                 raise OSError("no lingering on TLS")  # shutdown() would end the TLS session
             conn.sock.shutdown(socket.SHUT_WR)
@@ -723,8 +750,11 @@ class Worker:
         """Graceful stop. True while work remains.
 
         Connections already in the listen backlog were promised service: accept them before
-        closing the listeners (closing would reset them, gunicorn#3397). Idle keep-alive
-        connections close, unless a request is already waiting in them.
+        closing the listeners (closing would reset them, gunicorn#3397). A kept-alive connection
+        is not closed under its client, which may be sending its next request as we close
+        (issue 16): that request is answered, with `Connection: close` (process). One that stays
+        idle is closed at its keep-alive timeout (tick), as it would be without the stop. At
+        graceful_timeout the worker exits; a request begun or unread by then gets a 503 first.
         """
         for fd, listener in list(self.listeners.items()):
             if self.accepting:
@@ -734,27 +764,25 @@ class Worker:
             listener.sock.close()
             del self.listeners[fd]
         now = time.monotonic()
-        for conn in list(self.connections.values()):
-            if conn.state is LINGERING:
-                self.close(conn)
-                continue
-            if conn.state is BUSY or conn.parser.in_progress or _has_pending(conn.sock):
-                continue
-            # A client we accepted has its first request on the way: give it a moment.
-            if conn.served or now - conn.last_active > FIRST_REQUEST_GRACE:
-                self.close(conn)
         if self.deadline is None:
-            self.deadline = time.monotonic() + self.config.graceful_timeout
-        if time.monotonic() > self.deadline:
-            return False
+            self.deadline = now + self.config.graceful_timeout
         aborted = self.watchdog.aborted if self.watchdog is not None else None
+        if now > self.deadline:
+            for conn in self.connections.values():
+                if conn.state in (PLAIN, TLS) and (conn.parser.in_progress or _has_pending(conn)):
+                    try:
+                        conn.sock.send(http.error_response(503))
+                    except OSError:
+                        pass
+            return False
         return any(conn is not aborted for conn in self.connections.values())
 
 
-def _has_pending(sock) -> bool:
-    """Has the client already sent bytes we have not read? (EOF and errors count as no.)"""
+def _has_pending(conn: Connection) -> bool:
+    """Has the client sent bytes we have not read? (EOF and errors count as no.) Peeks at the
+    raw socket: TLS's recv takes no flags, and a TLS record is bytes sent all the same."""
     try:
-        return bool(sock.recv(1, socket.MSG_PEEK))
+        return bool(socket.socket.recv(conn.sock, 1, socket.MSG_PEEK))
     except OSError:
         return False
 
