@@ -212,14 +212,19 @@ def test_x_forwarded_for_from_nginx_reaches_the_app(start_server, nginx):
 
 def test_a_client_s_forwarded_or_x_forwarded_ssl_does_not_pass_through_nginx(start_server, nginx):
     """Issue 18 #2: nginx passes on what it does not overwrite. A client's RFC 7239 Forwarded
-    must not beat nginx's X-Forwarded-For, nor its X-Forwarded-SSL contradict nginx's scheme."""
+    must not beat nginx's X-Forwarded-For, nor its X-Forwarded-SSL contradict nginx's scheme,
+    nor its X-Forwarded-Host/-Port reach a project that sets USE_X_FORWARDED_HOST/_PORT."""
     server = documented_server(start_server, "-w", "1")
     proxy = nginx([f"127.0.0.1:{server.port}"])
     environ = environ_via(
-        proxy.port, "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-SSL: on\r\n"
+        proxy.port,
+        "Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-SSL: on\r\n"
+        "X-Forwarded-Host: evil.example\r\nX-Forwarded-Port: 4443\r\n",
     )
     assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == (CLIENT_ADDR, "http")
     assert not {"HTTP_FORWARDED", "HTTP_X_FORWARDED_SSL"} & set(environ)
+    assert environ["HTTP_X_FORWARDED_HOST"] == "localhost"
+    assert environ["HTTP_X_FORWARDED_PORT"] == str(proxy.port)
 
 
 def test_remote_addr_is_the_real_client_only_because_nginx_is_trusted(start_server, nginx):
