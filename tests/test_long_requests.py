@@ -190,3 +190,32 @@ def test_a_slow_download_that_makes_progress_is_not_a_hung_request(start_server)
             time.sleep(0.05)  # the client's pace: a few hundred KiB/s at most
     assert server.worker_pids() == [worker]
     assert not any("ran longer than timeout" in line for line in server.lines[mark:])
+
+
+@pytest.mark.parametrize("path", ["/download/?mb=40", "/stream/?n=4000000"])
+def test_a_client_that_stops_reading_is_closed_in_one_log_line_and_the_worker_lives(
+    start_server, path
+):
+    """A client that stops reading is the client's doing: one warning line (no traceback as if
+    the app had failed), the access log counts the bytes that left, and the worker is not
+    replaced as if hung, though the write waits exactly timeout (the watchdog's own limit)."""
+    server = start_server(LOOPBACK, "-w", "1", "--timeout", "2", "--access-logfile", "-")
+    (worker,) = server.worker_pids()
+    mark = server.mark()
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect((server.host, server.port))
+    with stalled:
+        stalled.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        assert stalled.recv(1024).startswith(b"HTTP/1.1 200")
+        warning = server.wait_for(r"\[WARNING\] Client 127\.0\.0\.1, GET (\S+): (.*)", start=mark)
+        assert warning.groups() == (path, "read nothing of the response for 2s; connection closed")
+        access = server.wait_for(r'"GET (\S+) HTTP/1\.1" 200 (\S+)', start=mark)
+        assert access.group(1) == path and 0 < int(access.group(2)) < 40 << 20
+    with Connection(server.host, server.port) as conn:
+        conn.send(HELLO)
+        assert conn.read_response().status == 200
+    logged = server.lines[mark:]
+    assert not [line for line in logged if "Traceback" in line or "Error handling" in line]
+    assert not [line for line in logged if "ran longer than timeout" in line]
+    assert server.worker_pids() == [worker]

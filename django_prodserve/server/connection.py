@@ -11,6 +11,7 @@ import time
 from . import http, wsgi
 from .poller import write_waiter
 from .portable import HAS_SENDFILE
+from .wsgi import ClientLost, ClientTimedOut
 
 WOULD_BLOCK = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
 
@@ -54,6 +55,7 @@ class Connection:
         "thread",
         "aged",
         "aged_at",
+        "stalled",
     )
 
     def __init__(self, sock, addr, listener, worker) -> None:
@@ -85,12 +87,15 @@ class Connection:
         # The request the watchdog last saw in the app, and since when (handoff.Watchdog).
         self.aged: http.Request | None = None
         self.aged_at = 0.0
+        self.stalled = False  # waiting for the client to read: on the write timeout, not hung
 
     def send(self, data: bytes) -> None:
         try:
             sent = self.sock.send(data)
         except WOULD_BLOCK:
             sent = 0
+        except OSError as exc:
+            raise ClientLost(exc) from exc
         if sent != len(data):
             view = memoryview(data)[sent:]
             while view:
@@ -99,20 +104,32 @@ class Connection:
                     view = view[self.sock.send(view) :]
                 except WOULD_BLOCK:
                     continue
+                except OSError as exc:
+                    raise ClientLost(exc) from exc
 
     def reading(self) -> None:
         """Back to reading requests, after a handshake, a PROXY header or a thread's request."""
         self.state = TLS if self.tls else PLAIN
 
     def wait_writable(self) -> None:
-        """The socket buffer is full: wait for room, up to the timeout, then give up on the client."""
+        """The socket buffer is full: wait for room, up to the timeout, then give up on the client.
+
+        Meanwhile the request is not hung (see Watchdog): a client that reads slowly or not at
+        all costs this thread up to write_timeout per stall, never the worker."""
         if self._poller is None:
             self._poller = write_waiter(self.fd)
-        if not self._poller(self.write_timeout):
-            raise TimeoutError("client did not read the response in time")
-        self.aged = None  # the client reads: progress, not a hung request (see Watchdog)
+        self.stalled = True
+        try:
+            ready = self._poller(self.write_timeout)
+        finally:
+            self.stalled = False
+            self.aged = None  # the client reads, or is given up on: not a hung request
+        if not ready:
+            raise ClientTimedOut(f"read nothing of the response for {self.write_timeout:g}s")
 
-    def sendfile(self, fd: int, offset: int, count: int) -> None:
+    def sendfile(self, fd: int, offset: int, count: int, ex: wsgi.Exchange) -> None:
+        """Send `count` bytes of the file from `offset`, counting them into ex.sent as they go
+        (the access log's size when the client stops reading midway)."""
         end = offset + count
         if self.tls or not HAS_SENDFILE:  # the kernel can't encrypt for us; Windows has none
             os.lseek(fd, offset, os.SEEK_SET)  # Windows has no pread either
@@ -122,6 +139,7 @@ class Connection:
                     raise ConnectionError("file shrank while it was being sent")
                 self.send(data)
                 offset += len(data)
+                ex.sent += len(data)
             return
         while offset < end:
             try:
@@ -129,6 +147,9 @@ class Connection:
             except BlockingIOError:
                 self.wait_writable()
                 continue
+            except ConnectionError as exc:
+                raise ClientLost(exc) from exc
             if sent == 0:
                 raise ConnectionError("file shrank while it was being sent")
             offset += sent
+            ex.sent += sent

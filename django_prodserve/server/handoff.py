@@ -199,7 +199,7 @@ class Watchdog:
             return
         for conn in list(worker.connections.values()):
             req = conn.current
-            if req is None:
+            if req is None or conn.stalled:  # stalled: on its write timeout (wait_writable)
                 conn.aged = None  # nor keep a finished request (its body's spool file) alive
                 continue
             if conn.aged is not req:  # a new request, or one that made progress (wait_writable)

@@ -522,7 +522,7 @@ class Worker:
         except ssl.SSLWantWriteError:
             try:
                 conn.wait_writable()
-            except TimeoutError:
+            except wsgi.ClientLost:
                 self.close(conn)
             return False
         except OSError as exc:  # ssl.SSLError included: a bad client, not our problem

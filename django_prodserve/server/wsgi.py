@@ -373,6 +373,15 @@ def _token(name: str) -> bool:
 _NOT_TOKEN = frozenset('\x00\t\n\r "(),/:;<=>?@[\\]{}\x7f') | frozenset(map(chr, range(32)))
 
 
+class ClientLost(ConnectionError):
+    """A write to the client failed: it closed the connection, or read nothing for the write
+    timeout. The client's doing, not the app's: handle() logs it in one line, no traceback."""
+
+
+class ClientTimedOut(ClientLost):
+    """The client took no byte of the response for `timeout` seconds."""
+
+
 def handle(app, conn, req: Request, environ: dict) -> Exchange:
     """Run the app for one request and write its whole response; return the exchange."""
     # On the connection too: a worker aborting a hung request answers 500 if no head left yet.
@@ -402,6 +411,11 @@ def handle(app, conn, req: Request, environ: dict) -> Exchange:
                 _write_body(conn, ex, iter(result))
         else:
             _write_body(conn, ex, iter(result))
+    except ClientLost as exc:
+        ex.keep_alive = False
+        log = error_log.warning if isinstance(exc, ClientTimedOut) else error_log.debug
+        uri = environ.get("RAW_URI")
+        log("Client %s, %s %s: %s; connection closed", conn.remote_addr, req.method, uri, exc)
     except Exception:
         error_log.exception("Error handling request %s %s", req.method, environ.get("RAW_URI"))
         _app_failed(conn, ex)
@@ -467,8 +481,7 @@ def _sendfile(conn, ex: Exchange, wrapper: FileWrapper) -> bool:
     if ex.bodyless:
         return True
     count = min(ex.length, available)
-    conn.sendfile(fd, offset, count)
-    ex.sent = count
+    conn.sendfile(fd, offset, count, ex)
     if count < ex.length:
         error_log.warning("file shorter than its Content-Length; closing the connection")
         ex.keep_alive = False
