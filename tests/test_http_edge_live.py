@@ -538,3 +538,42 @@ def test_a_crowd_of_uploads_is_bounded_per_worker_and_the_budget_comes_back(star
     body = b"z" * 2_500_000
     [again], _ = exchange(server, head + body, 1)
     assert again.status == 200  # the budget came back
+
+
+def test_a_crowd_of_large_unfinished_heads_is_bounded_per_worker(start_server):
+    """Each head may be up to ~800 KiB (the default limits); a crowd of clients each sending most
+    of one must not make the worker hold that much per connection. Past the worker's budget for
+    large heads (HEAD_BUDGET beyond HEAD_FREE each), 503 and close; the others are served, and
+    the budget comes back."""
+    server = start_server("-w", "1")
+    (pid,) = server.worker_pids()
+    mark = server.mark()
+    field = b"X-Big: " + b"a" * 8000 + b"\r\n"
+    partial = b"GET /hello/ HTTP/1.1\r\n" + LOCALHOST + field * 75  # ~600 KB, no end of head
+    clients = [Connection(server.host, server.port) for _ in range(160)]  # ~96 MB in all
+    try:
+        for client in clients:
+            client.send(partial)
+        refused = []
+
+        def some_refused() -> bool:
+            readable, _, _ = select.select([c.sock for c in clients], [], [], 0)
+            refused[:] = [c for c in clients if c.sock in readable]
+            return bool(refused)
+
+        assert wait_until(some_refused, timeout=20), "no client refused: heads are unbounded"
+        response = refused[0].read_response()
+        assert response.status == 503
+        server.wait_for(r"Bad request from 127.0.0.1: .* large request heads .*\(503\)", start=mark)
+        assert len(refused) < 60  # the budget holds ~120 such heads
+        for client in clients:
+            if client not in refused:
+                client.send(b"\r\n")
+                assert client.read_response().status in (200, 503)
+    finally:
+        for client in clients:
+            client.close()
+    with Connection(server.host, server.port) as again:
+        again.send(partial + b"\r\n")
+        assert again.read_response().status == 200  # the budget came back
+    assert server.worker_pids() == [pid]

@@ -3,6 +3,7 @@
 import pytest
 
 from django_prodserve.server.http import (
+    HEAD_FREE,
     BodyBudget,
     Limits,
     ProtocolError,
@@ -150,6 +151,28 @@ def test_chunked_trailers_never_become_the_next_requests_headers():
     )
     [_, req], _ = parse(raw)
     assert req.headers == [(b"Host", b"a")]
+
+
+def test_large_unfinished_heads_share_a_worker_budget_that_comes_back():
+    """Each head's bytes beyond HEAD_FREE are charged to the worker while it is unfinished, so a
+    crowd of clients each sending most of a large head holds a bounded total; a head complete or
+    abandoned gives its charge back."""
+    budget = BodyBudget(2 * HEAD_FREE)
+    limits = Limits(heads=budget)
+    field = b"X-Big: " + b"a" * 8000 + b"\r\n"
+    large = b"GET / HTTP/1.1\r\nHost: a\r\n" + field * (HEAD_FREE // len(field) + 12)
+    one, two = RequestParser(limits), RequestParser(limits)
+    one.feed(large)
+    assert 0 < budget.left < 2 * HEAD_FREE
+    with pytest.raises(ProtocolError) as info:
+        two.feed(large + field * 20)
+    assert info.value.status == 503
+    two.close()
+    one.feed(b"\r\n")
+    assert budget.left == 2 * HEAD_FREE and one.ready[0].method == "GET"
+    small = RequestParser(limits)
+    small.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n")
+    assert budget.left == 2 * HEAD_FREE  # a head within HEAD_FREE costs the worker nothing
 
 
 def test_the_worker_s_body_budget_is_shared_and_given_back():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from tempfile import SpooledTemporaryFile
@@ -34,6 +34,14 @@ HARD_LIMIT_FIELDS = 32768
 HARD_LIMIT_FIELD_SIZE = 65536
 #: Bodies up to this size stay in memory; larger ones spool to a temporary file.
 BODY_IN_MEMORY = 1024 * 1024
+#: Bytes of one unfinished request head held free of charge; beyond them, what the connection
+#: holds is charged to the worker's head budget (HEAD_BUDGET). Browsers send a few KiB; nginx
+#: refuses heads over 32 KiB by default.
+HEAD_FREE = 64 * 1024
+#: Bytes of unfinished request heads beyond HEAD_FREE each that one worker holds at once: the
+#: limits allow ~800 KiB per head, so a thousand clients each sending most of one would otherwise
+#: hold ~800 MiB of memory per worker. Past it, the head that would pass it gets 503.
+HEAD_BUDGET = 64 * 1024 * 1024
 #: Framing bytes one chunk may take for free: up to 16 hex digits and its two CRLFs. Anything
 #: more (extensions, padding zeros, the trailer section) may add up to what a request head may.
 CHUNK_FRAMING = 20
@@ -69,6 +77,7 @@ class Limits:
     body: int = 10 * 1024 * 1024  # 0 = unlimited
     tmp_dir: str | None = None  # where bodies over BODY_IN_MEMORY spool (None: the system's)
     buffered: BodyBudget | None = None  # the worker's, shared by its parsers (None: unlimited)
+    heads: BodyBudget = field(default_factory=lambda: BodyBudget(HEAD_BUDGET))  # the worker's
 
     @classmethod
     def from_config(cls, config) -> Limits:
@@ -122,6 +131,8 @@ class RequestParser:
         "_request_headers",
         "_hosts",
         "_head_bytes",
+        "_head_charged",
+        "_head_check",
         "_in_head",
         "_framing",
         "_length",
@@ -151,10 +162,12 @@ class RequestParser:
         self._max_fields = limits.fields
         self._max_field_size = limits.field_size
         self._max_head = limits.request_line + limits.fields * (limits.field_size + 4) + 4
+        self._head_check = min(self._max_head, HEAD_FREE)  # the head size feed() looks closer at
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._hosts = 0
         self._head_bytes = 0
+        self._head_charged = 0  # of _head_bytes, what HEAD_BUDGET holds for this head
         self._in_head = True
         self.in_progress = False
         self._reset_framing()
@@ -172,8 +185,8 @@ class RequestParser:
         """Parse more bytes. Raises ProtocolError; after one, the parser is unusable."""
         if self._in_head:
             self._head_bytes += len(data)
-            if self._head_bytes > self._max_head:
-                raise ProtocolError(431, "request head too large")
+            if self._head_bytes > self._head_check:
+                self._charge_head()
         elif self._te is not None:
             self._count_chunk_framing(len(data))
         try:
@@ -188,6 +201,24 @@ class RequestParser:
             raise ProtocolError(400, str(exc)) from None
         except httptools.HttpParserError as exc:
             raise ProtocolError(400, str(exc)) from None
+
+    def _charge_head(self) -> None:
+        """A large head: bound it, and charge what it holds beyond HEAD_FREE to the worker."""
+        if self._head_bytes > self._max_head:
+            raise ProtocolError(431, "request head too large")
+        if self._head_bytes <= HEAD_FREE:
+            return
+        heads = self.limits.heads
+        size = self._head_bytes - HEAD_FREE - self._head_charged
+        heads.left -= size
+        self._head_charged += size
+        if heads.left < 0:
+            raise ProtocolError(503, "the worker holds as many large request heads as it may")
+
+    def _release_head(self) -> None:
+        """A head complete or abandoned: what it held leaves the worker's head budget."""
+        self.limits.heads.left += self._head_charged
+        self._head_charged = 0
 
     def head_started_earlier(self, last_read: int) -> bool:
         """Is a request head incomplete that began before the last `last_read` bytes fed?
@@ -209,6 +240,8 @@ class RequestParser:
         if self._body is not None:
             self._body.close()
         self._release_body()
+        if self._head_charged:
+            self._release_head()
         while self.ready:
             self.ready.popleft().body.close()
         self._stop_reading()
@@ -304,6 +337,8 @@ class RequestParser:
         if url[0] != 0x2F:  # not origin-form: rare
             _check_target_form(parser.get_method(), url)
         self._in_head = False
+        if self._head_charged:
+            self._release_head()
         # Anything llhttp reports after this is a chunked trailer: counted against the limits,
         # never merged into the request's headers (a trailer must not pose as a header).
         self._request_headers = self._headers
