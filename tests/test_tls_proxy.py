@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from django_prodserve.server.http import ProtocolError
+from django_prodserve.server.proxy import read_proxy_header
 from tests.client import Connection, get, request
 from tests.conftest import MANAGE
 
@@ -370,3 +372,28 @@ def test_proxy_header_from_a_peer_not_allowed_is_not_honoured(start_server):
     )
     assert response.status == 400  # parsed as HTTP: 'PROXY' is no method
     assert environ_of(request(server.port, ENVIRON_REQUEST))["REMOTE_ADDR"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"PROXY TCP4 1.2.3.4 127.0.0.1 1_0 80\r\n",
+        b"PROXY TCP4 1.2.3.4 127.0.0.1 065535 80\r\n",
+        b"PROXY TCP4 1.2.3.4 127.0.0.1 +5 80\r\n",
+        b"PROXY TCP4 1.2.3.4 127.0.0.1 65536 80\r\n",
+        b"PROXY TCP4 1.2.3.4 127.0.0.1 5 80_0\r\n",
+        b"PROXY TCP4 1.2.3.4 not-an-ip 5 80\r\n",
+        b"PROXY TCP4 1.2.3.4 ::1 5 80\r\n",
+        b"PROXY TCP6 fe80::1%eth0 ::1 5 80\r\n",
+    ],
+)
+def test_a_proxy_v1_header_is_read_as_the_spec_writes_it(line):
+    """What int() and ip_address() would take but no proxy writes: 400, not a guessed client."""
+    with pytest.raises(ProtocolError) as info:
+        read_proxy_header(line, "v1")
+    assert info.value.status == 400
+
+
+def test_a_proxy_v1_header_names_ports_0_and_65535():
+    line = b"PROXY TCP4 1.2.3.4 127.0.0.1 65535 0\r\n"
+    assert read_proxy_header(line, "v1") == (len(line), ("1.2.3.4", "65535"))

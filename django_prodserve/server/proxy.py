@@ -202,15 +202,31 @@ def _read_v1(data: bytes):
         return end + 2, None
     if len(fields) != 6 or fields[1] not in ("TCP4", "TCP6"):
         _bad("PROXY v1 header")
-    _, family, source, _, source_port, _ = fields
+    _, family, source, destination, source_port, destination_port = fields
+    version = 4 if family == "TCP4" else 6
+    ip = _v1_address(source, version)
+    _v1_address(destination, version)
+    if not (_v1_port(source_port) and _v1_port(destination_port)):
+        _bad("PROXY v1 port")
+    return end + 2, (str(ip), source_port)
+
+
+def _v1_address(text: str, version: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address of the header's family, as the spec writes it (no IPv6 zone)."""
     try:
-        ip = ipaddress.ip_address(source)
-        port = int(source_port)
+        ip = ipaddress.ip_address(text)
     except ValueError:
         _bad("PROXY v1 address")
-    if (ip.version == 4) != (family == "TCP4") or not 0 <= port <= 65535:
+    if ip.version != version or "%" in text:
         _bad("PROXY v1 address")
-    return end + 2, (str(ip), str(port))
+    return ip
+
+
+def _v1_port(text: str) -> bool:
+    """0-65535 in plain decimal: no sign, underscore, space or leading zero (int() takes all)."""
+    if text == "0":
+        return True
+    return text.isascii() and text.isdigit() and text[0] != "0" and int(text) <= 65535
 
 
 def _read_v2(data: bytes):
