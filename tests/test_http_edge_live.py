@@ -538,6 +538,8 @@ def test_a_crowd_of_uploads_is_bounded_per_worker_and_the_budget_comes_back(star
     body = b"z" * 2_500_000
     [again], _ = exchange(server, head + body, 1)
     assert again.status == 200  # the budget came back
+    [said] = [line for line in server.output.splitlines() if "with 503" in line]  # once for two
+    assert "limit_buffered_bodies" in said
 
 
 def test_a_crowd_of_large_unfinished_heads_is_bounded_per_worker(start_server):
@@ -564,12 +566,17 @@ def test_a_crowd_of_large_unfinished_heads_is_bounded_per_worker(start_server):
         assert wait_until(some_refused, timeout=20), "no client refused: heads are unbounded"
         response = refused[0].read_response()
         assert response.status == 503
-        server.wait_for(r"Bad request from 127.0.0.1: .* large request heads .*\(503\)", start=mark)
         assert len(refused) < 60  # the budget holds ~120 such heads
         for client in clients:
             if client not in refused:
                 client.send(b"\r\n")
                 assert client.read_response().status in (200, 503)
+        # Many refused, one line: the worker's limit, said once a minute at most.
+        server.wait_for(r"WARNING\] Refused a request with 503: .* large unfinished request heads")
+        since = server.lines[mark:]
+        assert [line for line in since if "with 503" in line or "Bad request" in line] == [
+            next(line for line in since if "with 503" in line)
+        ]
     finally:
         for client in clients:
             client.close()

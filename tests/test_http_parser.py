@@ -4,7 +4,9 @@ import pytest
 
 from django_prodserve.server.http import (
     HEAD_FREE,
+    REFUSALS_LOGGED_EVERY,
     BodyBudget,
+    BudgetSpent,
     Limits,
     ProtocolError,
     RequestParser,
@@ -196,3 +198,18 @@ def test_the_worker_s_body_budget_is_shared_and_given_back():
     with pytest.raises(ProtocolError) as info:
         RequestParser(limits).feed(head.replace(b"6", b"11"))
     assert info.value.status == 503  # refused from the Content-Length, before any 100 Continue
+    assert isinstance(info.value, BudgetSpent) and info.value.budget is budget
+
+
+def test_a_spent_budget_is_logged_once_then_at_most_once_a_minute_with_a_count():
+    """A crowd refused with 503 must not write a line per request (resource exhaustion: back
+    off and log once); the worker logs what refusal() returns, on a clock given to it."""
+    budget = BodyBudget(3_000_000, setting="limit_buffered_bodies")
+    first = budget.refusal(100.0)
+    assert first is not None and "limit_buffered_bodies" in first and "3,000,000" in first
+    assert [budget.refusal(100.0 + i) for i in range(1, 50)] == [None] * 49
+    later = budget.refusal(100.0 + REFUSALS_LOGGED_EVERY)
+    assert later is not None and later.startswith("Refused 50 requests with 503 in the last 60 s")
+    assert budget.refusal(100.0 + REFUSALS_LOGGED_EVERY + 1) is None
+    quiet_then_one = budget.refusal(10_000.0)
+    assert quiet_then_one is not None and quiet_then_one.startswith("Refused 2 requests")

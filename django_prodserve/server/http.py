@@ -58,15 +58,51 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
+class BudgetSpent(ProtocolError):
+    """503: the worker holds as much as `budget` allows. Not the client's fault, and a crowd
+    gets many at once: logged through the budget, once a minute at most, not per request."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        super().__init__(503, f"the worker holds as many {budget.what} as it may")
+        self.budget = budget
+
+
+#: While a budget keeps refusing, one log line per this many seconds says how many it refused.
+REFUSALS_LOGGED_EVERY = 60.0
+
+
 class BodyBudget:
-    """Bytes of unfinished request bodies one worker may buffer at once, in memory and spool
-    files together, shared by all its parsers: limit_request_body bounds one upload, this bounds
-    a crowd of slow ones, so they cannot fill the disk."""
+    """Bytes of unfinished request bodies (or large heads) one worker may hold at once, in
+    memory and spool files together, shared by all its parsers: limit_request_body bounds one
+    upload, this bounds a crowd of slow ones, so they cannot fill the disk or the memory."""
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "total", "what", "setting", "_refused", "_said_at")
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, what: str = "request bodies", setting: str = "") -> None:
         self.left = total
+        self.total = total
+        self.what = what
+        self.setting = f", {setting}" if setting else ""  # the setting that sets it, if one does
+        self._refused = 0
+        self._said_at: float | None = None
+
+    def refusal(self, now: float) -> str | None:
+        """Count a 503 this budget caused. The line to log, if any: the first refusal's, then
+        at most one every REFUSALS_LOGGED_EVERY seconds with the count since the last."""
+        self._refused += 1
+        if self._said_at is not None and now - self._said_at < REFUSALS_LOGGED_EVERY:
+            return None
+        count, self._refused = self._refused, 0
+        since, self._said_at = self._said_at, now
+        if since is None or count == 1:
+            return (
+                f"Refused a request with 503: the worker holds as many {self.what} as it may "
+                f"({self.total:,} bytes{self.setting}); said at most once a minute while it lasts"
+            )
+        return (
+            f"Refused {count} requests with 503 in the last {now - since:.0f} s: the worker "
+            f"holds as many {self.what} as it may ({self.total:,} bytes{self.setting})"
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +113,9 @@ class Limits:
     body: int = 10 * 1024 * 1024  # 0 = unlimited
     tmp_dir: str | None = None  # where bodies over BODY_IN_MEMORY spool (None: the system's)
     buffered: BodyBudget | None = None  # the worker's, shared by its parsers (None: unlimited)
-    heads: BodyBudget = field(default_factory=lambda: BodyBudget(HEAD_BUDGET))  # the worker's
+    heads: BodyBudget = field(  # the worker's
+        default_factory=lambda: BodyBudget(HEAD_BUDGET, "large unfinished request heads")
+    )
 
     @classmethod
     def from_config(cls, config) -> Limits:
@@ -89,7 +127,7 @@ class Limits:
             field_size=config.limit_request_field_size or HARD_LIMIT_FIELD_SIZE,
             body=config.limit_request_body,
             tmp_dir=config.worker_tmp_dir,
-            buffered=BodyBudget(total) if total else None,
+            buffered=BodyBudget(total, setting="limit_buffered_bodies") if total else None,
         )
 
 
@@ -213,7 +251,7 @@ class RequestParser:
         heads.left -= size
         self._head_charged += size
         if heads.left < 0:
-            raise ProtocolError(503, "the worker holds as many large request heads as it may")
+            raise BudgetSpent(heads)
 
     def _release_head(self) -> None:
         """A head complete or abandoned: what it held leaves the worker's head budget."""
@@ -358,7 +396,7 @@ class RequestParser:
                 raise ProtocolError(413, "request body too large")
             buffered = self.limits.buffered
             if buffered is not None and length > buffered.left:  # before any 100 Continue
-                raise ProtocolError(503, "the worker buffers as many request bodies as it may")
+                raise BudgetSpent(buffered)
             if length > BODY_IN_MEMORY:
                 self._body = SpooledTemporaryFile(BODY_IN_MEMORY, dir=self.limits.tmp_dir)
         if self._expect and version == "1.1" and length != 0:
@@ -374,7 +412,7 @@ class RequestParser:
         if buffered is not None:
             buffered.left -= size  # given back by _release_body, when the body is complete
             if buffered.left < 0:
-                raise ProtocolError(503, "the worker buffers as many request bodies as it may")
+                raise BudgetSpent(buffered)
         if self.limits.body and self._body_size > self.limits.body:
             raise ProtocolError(413, "request body too large")
         if self._body is None:

@@ -434,12 +434,16 @@ class Worker:
         try:
             parser.feed(data)
         except http.ProtocolError as exc:
-            error_log.info(
-                "Bad request from %s: %s (%d)",
-                conn.remote_addr or "unix socket",
-                exc.reason,
-                exc.status,
-            )
+            if isinstance(exc, http.BudgetSpent):  # the worker's limit, not the client's fault
+                if line := exc.budget.refusal(time.monotonic()):
+                    error_log.warning(line)
+            else:
+                error_log.info(
+                    "Bad request from %s: %s (%d)",
+                    conn.remote_addr or "unix socket",
+                    exc.reason,
+                    exc.status,
+                )
             if parser.ready:  # requests complete before the error are answered first
                 parser.continue_pending = False
                 if not self.process(conn):
