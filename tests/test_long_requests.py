@@ -83,6 +83,48 @@ def test_a_fast_request_is_answered_while_a_slow_one_runs_on_the_same_worker(sta
         assert slow.read_response().status == 200
 
 
+def waiting_responses(conn: Connection) -> int:
+    """How many responses the server has sent on this connection that it has not read (never
+    blocks; reads them off the socket)."""
+    conn.sock.setblocking(False)
+    try:
+        while conn._fill():
+            pass
+    except BlockingIOError:
+        pass
+    finally:
+        conn.sock.setblocking(True)
+    return conn.buffer.count(b"HTTP/1.1 ")
+
+
+@pytest.mark.parametrize(
+    "mode", [(), ("--spare-threads", "0"), ("--threads", "4")], ids=["default", "inline", "threads"]
+)
+def test_a_client_pipelining_a_thousand_requests_does_not_hold_the_worker_s_other_clients(
+    start_server, mode
+):
+    """One read can hold ~1,500 small pipelined requests; served all at once, they held every
+    other client of the worker (~130 ms for the Django hello). Each connection's pipeline is
+    served PIPELINE_TURN requests per turn of the loop, the others' events in between."""
+    server = start_server(LOOPBACK, "-w", "1", *mode)
+    count = 1500
+    with (
+        Connection(server.host, server.port) as piper,
+        Connection(server.host, server.port) as other,
+    ):
+        piper.send(HELLO * count)  # ~63 KB: one read
+        assert piper.read_response().status == 200  # the pipeline is being served
+        other.send(HELLO)
+        assert other.read_response().status == 200
+        ahead = waiting_responses(piper)
+        assert ahead < count // 2, f"{ahead} of the pipeline's {count} answered before the other"
+        for _ in range(count - 1):  # and the pipeline is served whole, in order
+            assert piper.read_response().body == b"Hello, world!"
+        other.send(HELLO)
+        piper.send(HELLO)
+        assert (other.read_response().status, piper.read_response().status) == (200, 200)
+
+
 def test_a_client_that_hangs_up_during_a_long_request_does_not_disturb_the_worker(start_server):
     server = start_server(LOOPBACK, "-w", "1")
     (worker,) = server.worker_pids()

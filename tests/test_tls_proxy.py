@@ -92,6 +92,22 @@ def test_tls_large_file_arrives_byte_exact(start_server, certificate):
     assert response.body == (bytes(range(256)) * 4096) * 3
 
 
+def test_tls_pipeline_is_served_in_turns_whole_and_in_order(start_server, certificate):
+    """A pipeline longer than a turn (worker.PIPELINE_TURN) waits queued between its turns and
+    goes back to reading through TLS after: every response, in order, then the next request."""
+    cert, key = certificate
+    server = start_server("-w", "1", "--certfile", str(cert), "--keyfile", str(key))
+    conn = Connection("127.0.0.1", server.port)
+    conn.sock = tls_client(cert).wrap_socket(conn.sock, server_hostname="127.0.0.1")
+    with conn:
+        conn.send(
+            b"".join(b"GET /hello/?n=%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % n for n in range(50))
+        )
+        assert [conn.read_response().body for _ in range(50)] == [b"Hello, world!"] * 50
+        conn.send(b"GET /environ/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert environ_of(conn.read_response())["wsgi.url_scheme"] == "https"
+
+
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_refuses_versions_below_1_2(start_server, certificate):
     cert, key = certificate

@@ -24,11 +24,12 @@ class State(enum.Enum):
     PLAIN = "reading requests in cleartext: the loop's fast path"
     TLS = "reading requests through TLS"
     BUSY = "a thread other than the loop's has it: no event of it may reach the loop"
+    QUEUED = "pipelined requests wait after its turn: served on the loop's next turn, unread"
     LINGERING = "answered an error and half-closed: what still arrives is dropped"
 
 
 # Module names for the hot path: a global load, not an attribute lookup on the Enum.
-PREAMBLE, HANDSHAKE, PLAIN, TLS, BUSY, LINGERING = State
+PREAMBLE, HANDSHAKE, PLAIN, TLS, BUSY, QUEUED, LINGERING = State
 
 
 class Connection:
