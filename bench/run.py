@@ -42,8 +42,9 @@ responses, CPU ms per MB), slow-clients (throughput kept while 1000 half-sent re
 open); issue 15's mix (bench/openloop.py: Poisson arrivals at 400/s over a pool of 32 keep-alive
 connections, 1% to a 100 ms view; fast requests' p50/p99/p99.9 from the scheduled arrival; 30 s
 whatever --duration says), nginx and nginx-keepalive (wrk through an nginx in front, without and
-with upstream keep-alive; CPU µs/req counts nginx's processes too). Every cell also reports the
-workers' RSS and USS after the measured run.
+with upstream keep-alive; CPU µs/req counts nginx's processes too), pipeline (bench/pipeline.py:
+4 connections keep 1000 pipelined requests each in flight while a probe on another times one
+request every 5 ms). Every cell also reports the workers' RSS and USS after the measured run.
 
 Issue 15's comparison (the default worker against the strictly inline one and the code before it,
 and the other servers), as the lead reruns it on a quiet machine:
@@ -118,6 +119,7 @@ class Workload:
     method: str = "GET"  # what the lua script (or wrk's default) sends; for the app-cost environ
     body_size: int = 0  # request body bytes the lua script sends; for the app-cost environ
     mix: bool = False  # open-loop arrivals with slow requests (openloop.py) instead of wrk
+    pipeline: bool = False  # a pipelining client and a probe (pipeline.py) instead of wrk
     seconds: int = 0  # overrides --duration when set (tail percentiles want many requests)
     proxy: str = ""  # "nginx" or "nginx-keepalive": wrk talks to an nginx in front of the server
 
@@ -168,6 +170,8 @@ WORKLOADS = {
         # Issue 15: what a load balancer's keep-alive pool does to a server whose views are
         # sometimes slow; and the same hello behind nginx, whose CPU counts too.
         Workload("mix", "/hello/", *DJANGO, mix=True, seconds=30),
+        # A client that pipelines, beside one that does not: what the other waits.
+        Workload("pipeline", "/hello/", *DJANGO, pipeline=True),
         Workload("nginx", "/hello/", *DJANGO, proxy="nginx"),
         Workload("nginx-keepalive", "/hello/", *DJANGO, proxy="nginx-keepalive"),
     )
@@ -375,6 +379,7 @@ class Result:
     fast_p999_ms: float = 0.0  # mix: p50_ms/p99_ms are the fast requests', this their p99.9
     slow_p50_ms: float = 0.0  # mix: the slow requests' median
     lag_p99_ms: float = 0.0  # mix: the generator's own lateness (scheduled arrival to send)
+    probe_max_ms: float = 0.0  # pipeline: p50_ms/p99_ms are the probe's, this its worst
     cpu_split: str = ""  # proxied workloads: "nginx X + server Y" CPU µs/req
 
 
@@ -1076,6 +1081,8 @@ def measure(
     """
     if workload.mix:
         return measure_mix(name, workload, proc, port, plan)
+    if workload.pipeline:
+        return measure_pipeline(name, workload, proc, port, plan)
     if workload.proxy:
         return measure_proxied(name, workload, proc, port, plan, script)
     url = f"http://127.0.0.1:{port}{workload.path}"
@@ -1107,6 +1114,19 @@ def measure(
     return result
 
 
+def run_client(
+    script: Path, port: int, seconds: float, args: list[str], proc: subprocess.Popen
+) -> tuple[dict, float]:
+    """Run a load script of bench/ that prints one JSON object: its numbers, and the CPU
+    seconds the server's process tree used meanwhile."""
+    argv = [sys.executable, str(script), "--port", str(port), "--duration", str(seconds), *args]
+    server0 = tree_cpu_seconds(proc.pid)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode:
+        raise ValueError(f"{script.name} failed: {out.stderr.strip()[-300:]}")
+    return json.loads(out.stdout), tree_cpu_seconds(proc.pid) - server0
+
+
 MIX_RATE = 400  # arrivals per second: the issue's load balancer
 MIX_CONNECTIONS = 32  # its keep-alive pool
 MIX_SLOW = 0.01  # 1% of the requests to a 100 ms view
@@ -1118,17 +1138,11 @@ def measure_mix(
 ) -> Result:
     """openloop.py's Poisson arrivals over a keep-alive pool; latency from scheduled arrival."""
     seconds = workload.seconds or plan.duration
-    argv = [sys.executable, str(OPENLOOP), "--port", str(port), "--duration", str(seconds)]
-    argv += ["--rate", str(MIX_RATE), "--connections", str(MIX_CONNECTIONS)]
-    argv += ["--slow", str(MIX_SLOW), "--fast-path", workload.path, "--slow-path", "/slow/?s=0.1"]
-    server0 = tree_cpu_seconds(proc.pid)
+    args = ["--rate", str(MIX_RATE), "--connections", str(MIX_CONNECTIONS), "--slow", str(MIX_SLOW)]
+    args += ["--fast-path", workload.path, "--slow-path", "/slow/?s=0.1"]
     busy0 = machine_busy_seconds()
     start = time.monotonic()
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    if out.returncode:
-        raise ValueError(f"openloop.py failed: {out.stderr.strip()[-300:]}")
-    run = json.loads(out.stdout)
-    server_cpu = tree_cpu_seconds(proc.pid) - server0
+    run, server_cpu = run_client(OPENLOOP, port, seconds, args, proc)
     other_cpu = machine_busy_seconds() - busy0 - server_cpu - run["generator_cpu_s"]
     result = Result(
         server=name,
@@ -1142,6 +1156,33 @@ def measure_mix(
         cpu_us_per_req=server_cpu * 1e6 / run["requests"] if run["requests"] else 0.0,
         problems=f"{run['errors']} requests failed" if run["errors"] else "",
         background_cores=max(other_cpu, 0.0) / (time.monotonic() - start),
+    )
+    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
+    return result
+
+
+PIPELINE_CONNECTIONS = 4  # pipelining connections: whatever the spread, each worker has some
+PIPELINE_BATCH = 1000  # requests each keeps in flight: ~40 KB, one read
+PIPELINE_PROBE_EVERY = 0.005  # seconds between the probe's requests
+PIPELINE = BENCH_DIR / "pipeline.py"
+
+
+def measure_pipeline(
+    name: str, workload: Workload, proc: subprocess.Popen, port: int, plan: Plan
+) -> Result:
+    """pipeline.py: connections pipelining batches, a probe on another timing its requests.
+    CPU µs/req over all their requests."""
+    args = ["--path", workload.path, "--pipelines", str(PIPELINE_CONNECTIONS)]
+    args += ["--batch", str(PIPELINE_BATCH), "--every", str(PIPELINE_PROBE_EVERY)]
+    run, server_cpu = run_client(PIPELINE, port, workload.seconds or plan.duration, args, proc)
+    result = Result(
+        server=name,
+        workload=workload.name,
+        rps=run["pipelined_rps"],
+        p50_ms=run["probe_p50_ms"],
+        p99_ms=run["probe_p99_ms"],
+        probe_max_ms=run["probe_max_ms"],
+        cpu_us_per_req=server_cpu * 1e6 / run["requests"] if run["requests"] else 0.0,
     )
     result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
     return result
@@ -1419,25 +1460,46 @@ def fmt_slow(results: list[Result]) -> list[str]:
     return lines
 
 
-def fmt_mix(results: list[Result]) -> list[str]:
-    """The mixed workload: the fast requests' tail while slow ones run."""
-    rows = [r for r in results if r.workload == "mix"]
+def fmt_workload(
+    results: list[Result], workload: str, columns: list[str], cells: Callable[[Result], str]
+) -> list[str]:
+    """One row per server for a workload with a table of its own: `columns` after the server's,
+    `cells(r)` the row's cells after its label ("| a | b |" without the first "|")."""
+    rows = [r for r in results if r.workload == workload]
     if not rows:
         return []
-    lines = [
-        "| server | fast p50 | fast p99 | fast p99.9 | slow p50 | req/s | CPU µs/req | generator lag |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = ["| server | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for r in rows:
-        if r.error:
-            lines.append(f"| {server_label(r, results)} | failed | | | | | | |")
-            continue
-        lines.append(
-            f"| {server_label(r, results)} | {r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms "
-            f"| {r.fast_p999_ms:.2f} ms | {r.slow_p50_ms:.1f} ms | {r.rps:.0f} "
-            f"| {r.cpu_us_per_req:.1f} | {r.lag_p99_ms:.2f} ms |"
-        )
+        failed = "failed |" + " |" * (len(columns) - 1)
+        lines.append(f"| {server_label(r, results)} | {failed if r.error else cells(r)}")
     return lines
+
+
+def fmt_mix(results: list[Result]) -> list[str]:
+    """The mixed workload: the fast requests' tail while slow ones run."""
+    return fmt_workload(
+        results,
+        "mix",
+        ["fast p50", "fast p99", "fast p99.9", "slow p50", "req/s", "CPU µs/req", "generator lag"],
+        lambda r: (
+            f"{r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms | {r.fast_p999_ms:.2f} ms "
+            f"| {r.slow_p50_ms:.1f} ms | {r.rps:.0f} | {r.cpu_us_per_req:.1f} "
+            f"| {r.lag_p99_ms:.2f} ms |"
+        ),
+    )
+
+
+def fmt_pipeline(results: list[Result]) -> list[str]:
+    """Clients pipelining beside a probe: what the probe waits, what the pipelines get."""
+    return fmt_workload(
+        results,
+        "pipeline",
+        ["probe p50", "probe p99", "probe max", "pipelined req/s", "CPU µs/req"],
+        lambda r: (
+            f"{r.p50_ms:.2f} ms | {r.p99_ms:.2f} ms | {r.probe_max_ms:.2f} ms "
+            f"| {r.rps:,.0f} | {r.cpu_us_per_req:.1f} |"
+        ),
+    )
 
 
 def fmt_proxied(results: list[Result]) -> list[str]:
@@ -1869,6 +1931,19 @@ def render(
             "lateness (p99), included in every latency. CPU µs/req: the server's.",
             "",
             *mix,
+            "",
+        ]
+    pipeline = fmt_pipeline(results)
+    if pipeline:
+        body += [
+            "## A pipelining client beside another",
+            "",
+            f"bench/pipeline.py: {PIPELINE_CONNECTIONS} connections each keep {PIPELINE_BATCH} "
+            "pipelined requests in flight; a probe on another sends one request every "
+            f"{PIPELINE_PROBE_EVERY * 1000:g} ms and times it: what a worker's other clients "
+            "wait while pipelines are served.",
+            "",
+            *pipeline,
             "",
         ]
     proxied = fmt_proxied(results)
