@@ -24,6 +24,8 @@ import socket
 import time
 
 MARK = b"HTTP/1.1 "
+#: Seconds without a byte from the server, with requests in flight, after which it has failed.
+STALL = 10.0
 
 
 def cpu_seconds() -> float:
@@ -59,8 +61,10 @@ def run(port: int, path: str, pipelines: int, batch: int, every: float, duration
         if probe_sent is None and next_probe <= now < end:
             probe.sendall(request)
             probe_sent = now
-        wait = None if probe_sent is not None or now >= end else max(next_probe - now, 0.0)
+        wait = STALL if probe_sent is not None or now >= end else max(next_probe - now, 0.0)
         readable, _, _ = select.select([*pipers, probe], [], [], wait)
+        if not readable and wait == STALL:
+            raise TimeoutError(f"no answer for {STALL:g} s with requests in flight")
         for sock in readable:
             data = sock.recv(1 << 20)
             if not data:
