@@ -107,6 +107,11 @@ def add_app(site: Path, server: Server, models: str = "", template: str = "") ->
 def test_debug_reloads_by_default_and_noreload_turns_it_off(serve_site, site):
     server = serve_site()
     assert "reloader pid" in server.output
+    # What is watched, said so that the libraries' directories do not read as the project's.
+    server.wait_for(
+        rf"{WATCHING} with watchfiles: recursively {re.escape(str(site / 'mysite'))}"
+        r"(, [^;]+)?; and \d+ directories of imported modules$"  # (+ this tree, when editable)
+    )
     replace(site / "mysite" / "views.py", "Hello, site", "Hello, edited")
     poll(server.port, "/hello/", lambda r: r.body == b"Hello, edited")
     server.stop()

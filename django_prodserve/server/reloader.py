@@ -269,9 +269,10 @@ class Reloader:
         if self.unannounced:
             self.unannounced = False
             error_log.info(
-                "Watching for file changes with watchfiles: %d directories, recursively %s",
-                len(self.watcher.deep) + len(self.watcher.flat),
-                ", ".join(map(str, sorted(self.watcher.deep))) or "none",
+                "Watching for file changes with watchfiles: recursively %s; and %d directories "
+                "of imported modules",
+                ", ".join(map(str, sorted(self.watcher.deep))) or "nothing",
+                len(self.watcher.flat),
             )
 
     def reap(self) -> None:
