@@ -174,30 +174,31 @@ def test_sigterm_finishes_in_flight_requests_then_refuses_connections_and_exits_
     wait_in_view(worker)
     started = time.monotonic()
     mark = server.mark()
-    server.signal(signal.SIGTERM)
-    server.wait_for(r"SIGTERM: stopping gracefully", timeout=5, start=mark)
-
-    # A connection made now either finds no listener (refused), or waits in the busy worker's
-    # backlog, which the worker accepts and serves before it closes its listener: never a reset.
-    late = None
+    # The worker is held stopped while the master is told to stop and a client connects: the
+    # client lands in the listen backlog before the worker drains, which is the promise (a
+    # connection queued before the drain is served, never reset). One made in the instant
+    # between the drain's last accept and its close is reset by the kernel, and Linux has no
+    # way to refuse new connections while keeping queued ones (docs/architecture.md,
+    # "Draining"); left to chance, that instant made this test fail once in CI.
+    os.kill(worker, signal.SIGSTOP)
     try:
+        server.signal(signal.SIGTERM)
+        server.wait_for(r"SIGTERM: stopping gracefully", timeout=5, start=mark)
         late = Connection(server.host, server.port, timeout=10)
         late.send(b"GET /hello/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    except ConnectionRefusedError:
-        pass
+    finally:
+        os.kill(worker, signal.SIGCONT)
 
     response = conn.read_response()
     assert response.status == 200
     assert response.body == b"slow done"
     assert conn.is_closed(timeout=5), "a drained connection must be closed by the server"
     conn.close()
-    if late is not None:
-        # Served by a spare thread while the slow view runs, maybe before the worker got the
-        # signal: with "Connection: close" the drain closes it after the response; without, at
-        # its keep-alive timeout (a request it sent meanwhile would be answered, issue 16).
-        assert late.read_response().status == 200
-        assert late.is_closed(timeout=5)
-        late.close()
+    response = late.read_response()
+    assert (response.status, response.body) == (200, b"Hello, world!")
+    assert response.header("Connection") == "close"
+    assert late.is_closed(timeout=5)
+    late.close()
     # The worker closed its listener before closing our connection: nobody listens now.
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((server.host, server.port), timeout=2).close()
