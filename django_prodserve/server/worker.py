@@ -15,7 +15,6 @@ import socket
 import ssl
 import sys
 import threading
-import time
 import traceback
 from collections import deque
 from queue import SimpleQueue
@@ -116,7 +115,7 @@ class Worker:
         self.retire_at = None
         if config.max_worker_lifetime:
             jitter = random.uniform(0, config.max_worker_lifetime_jitter)
-            self.retire_at = time.monotonic() + config.max_worker_lifetime + jitter
+            self.retire_at = monotonic() + config.max_worker_lifetime + jitter
         self.max_rss = config.max_worker_memory * 1024 * 1024
         self.health = config.health_check_path and config.health_check_path.encode("ascii")
         self.forwarded = proxy.ForwardedHeaders(
@@ -134,7 +133,7 @@ class Worker:
         self.finished: deque[Connection] = deque()
         self.queued: deque[Connection] = deque()  # pipelines waiting for their next turn
         self.wake_pending = False
-        self.next_tick = time.monotonic() + 1.0  # the master sees the boot's beat first
+        self.next_tick = monotonic() + 1.0  # the master sees the boot's beat first
         self.backlog: Listener | None = None  # may have clients waiting: see accept_one
         self.events = iter(())  # what the last poll returned and the loop has not handled yet
         self.takeover: Takeover | None = None
@@ -290,7 +289,7 @@ class Worker:
                 backlog = self.backlog = self.accept_paced(backlog)  # the sibling's time is up?
             if self.queued:
                 self.next_turns()
-            now = time.monotonic()
+            now = monotonic()
             if now >= self.next_tick:
                 self.next_tick = now + 1.0
                 self.tick(now)
@@ -362,12 +361,12 @@ class Worker:
         clients: both workers busy in 3 of 3 runs (1 of 3 without rotation), 1.5x the req/s.
         Which worker takes the waiting clients is Sharing's call.
         """
-        return self.take_turn(listener, time.monotonic(), rotate=True)
+        return self.take_turn(listener, monotonic(), rotate=True)
 
     def accept_paced(self, listener: Listener) -> Listener | None:
         """One more client from a backlog, at most one per ACCEPT_PACE (see accept_one);
         None once none waits."""
-        now = time.monotonic()
+        now = monotonic()
         if now < self.next_accept:
             return listener
         self.next_accept = now + ACCEPT_PACE
@@ -666,15 +665,14 @@ class Worker:
                 return False
             if ready and turn:  # pipelined: more requests came in the same read
                 turn -= 1
-                if not turn:  # the rest waits for the connection's next turn
-                    conn.last_active = monotonic()
-                    conn.served = True
-                    if conn.state is not BUSY:  # else on_wake queues it, once handed back
-                        self.queue(conn)
-                    return True
+                if not turn:
+                    break
         conn.last_active = monotonic()
         conn.served = True
-        if parser.continue_pending:  # a request behind those just answered (issue 18 #12)
+        if ready:  # the turn ended: the rest waits for the connection's next one
+            if conn.state is not BUSY:  # else on_wake queues it, once handed back
+                self.queue(conn)
+        elif parser.continue_pending:  # a request behind those just answered (issue 18 #12)
             parser.continue_pending = False
             try:
                 conn.send(http.CONTINUE)
@@ -776,7 +774,7 @@ class Worker:
             return
         conn.parser.close()
         conn.state = LINGERING
-        conn.last_active = time.monotonic()
+        conn.last_active = monotonic()
 
     def close(self, conn: Connection) -> None:
         if self.connections.pop(conn.fd, None) is None:
@@ -820,7 +818,7 @@ class Worker:
                 pass
             listener.sock.close()
             del self.listeners[fd]
-        now = time.monotonic()
+        now = monotonic()
         if self.deadline is None:
             self.deadline = now + self.config.graceful_timeout
         aborted = self.watchdog.aborted if self.watchdog is not None else None
