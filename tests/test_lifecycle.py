@@ -194,9 +194,11 @@ def test_sigterm_finishes_in_flight_requests_then_refuses_connections_and_exits_
     assert response.body == b"slow done"
     assert conn.is_closed(timeout=5), "a drained connection must be closed by the server"
     conn.close()
+    # Resumed, the worker may serve it before its main thread runs the SIGTERM handler: then the
+    # answer has no "Connection: close" and the drain closes the connection at its keep-alive
+    # timeout (1 s) instead of after the response.
     response = late.read_response()
     assert (response.status, response.body) == (200, b"Hello, world!")
-    assert response.header("Connection") == "close"
     assert late.is_closed(timeout=5)
     late.close()
     # The worker closed its listener before closing our connection: nobody listens now.
