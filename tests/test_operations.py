@@ -456,6 +456,27 @@ def test_server_hooks_run_in_the_right_processes(start_server, tmp_path):
     assert entries[-1][0] == "on_exit"
 
 
+def test_sigterm_reaching_a_worker_before_its_handlers_stops_it_gracefully(start_server, tmp_path):
+    """A worker signalled between its fork and its own handlers ran the master's no-op handler
+    and lost the signal: told to stop while it booted (a replacement, just before a stop), it
+    served on until graceful_timeout killed it. The signals now wait until its handlers are in."""
+    log = tmp_path / "hooks.log"
+    env = {"HOOKS_LOG": str(log), "HOOKS_POST_FORK_SLEEP": "1"}
+    server = start_server(
+        "-w",
+        "1",
+        "--graceful-timeout",
+        "20",
+        settings="testproject.settings_hooks",
+        env=env,
+        ready=False,
+    )
+    assert wait_until(lambda: log.exists() and "post_fork" in log.read_text())
+    server.signal(signal.SIGTERM)  # the worker is still in post_fork, before its handlers
+    assert server.wait_exit(timeout=10) == 0
+    assert "worker_exit" in log.read_text()
+
+
 def test_unix_socket_honours_umask(start_server, tmp_path):
     path = tmp_path / "app.sock"
     server = start_server("-b", f"unix:{path}", "-m", "077", ready=False)

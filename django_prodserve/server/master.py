@@ -24,7 +24,7 @@ from . import reload_child
 from .heartbeat import Heartbeat
 from .hooks import Hooks
 from .portable import wake_pipe
-from .worker import BOOT_ERROR, Worker, send_signal
+from .worker import BOOT_ERROR, Worker, fork_worker, send_signal
 
 error_log = logging.getLogger("django_prodserve.error")
 
@@ -219,7 +219,7 @@ class Master:
         stamp = self.heartbeat.reset(slot)
         record = WorkerProcess(0, slot, stamp, self.generation)
         self.hooks("pre_fork", self, record)
-        pid = os.fork()
+        pid = fork_worker()
         if pid:
             record.pid = pid
             self.workers[pid] = record

@@ -24,7 +24,14 @@ from ..logs import reopen_files
 from ..metrics import request_observer
 from . import http, proxy, wsgi
 from .connection import BUSY, HANDSHAKE, LINGERING, PLAIN, PREAMBLE, QUEUED, TLS, Connection
-from .handoff import LoopLost, Takeover, Watchdog, answer_aborted, leave_signals_to_main_thread
+from .handoff import (
+    WORKER_SIGNALS,
+    LoopLost,
+    Takeover,
+    Watchdog,
+    answer_aborted,
+    leave_signals_to_main_thread,
+)
 from .heartbeat import Heartbeat
 from .poller import DISARMED, READABLE, READABLE_ONCE, new_poller
 from .portable import resident_memory, wake_pipe
@@ -212,6 +219,8 @@ class Worker:
         signal.signal(signal.SIGUSR1, self._reopen_logs)
         signal.signal(NUDGE, self._nudge)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)  # held since fork_worker
 
     def _graceful(self, signum, frame) -> None:
         self.stopping = True
@@ -858,6 +867,20 @@ def drop_privileges(user: str | None, group: str | None) -> None:
             os.setgid(entry.pw_gid)
         os.initgroups(entry.pw_name, os.getgid())
         os.setuid(entry.pw_uid)
+
+
+def fork_worker() -> int:
+    """os.fork() for a new worker, the signals it handles held (blocked) in the child until its
+    handlers are in place (Worker._install_signals). Else one that came first ran the master's
+    no-op handler and was lost: a worker told to stop while it booted (in post_fork, say) served
+    on until graceful_timeout killed it."""
+    parent = os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+    try:
+        return os.fork()
+    finally:
+        if os.getpid() == parent:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
 
 
 def send_signal(pid: int, sig: int) -> None:

@@ -1,6 +1,7 @@
 """Server hooks for the tests: each appends its name and pid to the file in $HOOKS_LOG."""
 
 import os
+import time
 
 
 def _record(name: str) -> None:
@@ -18,6 +19,8 @@ def when_ready(server):
 
 def post_fork(server, worker):
     _record("post_fork")
+    if delay := os.environ.get("HOOKS_POST_FORK_SLEEP"):  # a worker slow to boot
+        time.sleep(float(delay))
 
 
 def worker_exit(server, worker):
