@@ -166,13 +166,25 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def wchan(pid: int) -> str:
+def wchan(pid: int | str) -> str:
     """Where in the kernel a process sleeps: 'do_epoll_wait' for an idle worker."""
     try:
         with open(f"/proc/{pid}/wchan") as f:
             return f.read()
     except OSError:
         return ""
+
+
+def loop_idle(pid: int) -> bool:
+    """Whether a worker's event loop waits in epoll. Its owner is the main thread until a request
+    outlives a few ms (a CPU-starved hello, under load) and a spare thread takes the loop over;
+    the main thread then parks in a futex. So: any of its threads in epoll_wait (the watchdog and
+    parked spares wait elsewhere)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    return any(wchan(f"{pid}/task/{tid}") == "do_epoll_wait" for tid in tasks)
 
 
 def sleeping_in_view(channel: str) -> bool:

@@ -21,6 +21,7 @@ from tests.client import Connection, Response, get
 from tests.conftest import (
     children_of,
     epoll_only,
+    loop_idle,
     pid_alive,
     sleeping_in_view,
     wait_in_view,
@@ -408,7 +409,7 @@ def test_workers_added_by_ttin_take_turns_at_new_clients(start_server):
     try:
         for n in range(6):
             # Both idle in epoll_wait, so the wakeup goes to the first in the queue.
-            assert wait_until(lambda: all(wchan(pid) == "do_epoll_wait" for pid in workers))
+            assert wait_until(lambda: all(loop_idle(pid) for pid in workers))
             mark = server.mark()
             conn = Connection("127.0.0.1", server.port)  # kept open: the next is a new client
             clients.append(conn)
@@ -733,7 +734,7 @@ def test_a_burst_of_keep_alive_clients_is_shared_fairly_by_the_workers(start_ser
     all: workers publish their connection counts and leave clients to a lighter sibling."""
     server = start_server(LOOPBACK, "-w", "2", "--preload")
     workers = server.worker_pids()
-    assert wait_until(lambda: all(wchan(pid) == "do_epoll_wait" for pid in workers))
+    assert wait_until(lambda: all(loop_idle(pid) for pid in workers))
     clients: list[Connection] = []
     try:
         # As a load balancer opening its pool does: every connect before any request.
@@ -756,7 +757,7 @@ def test_clients_do_not_wait_for_a_lighter_worker_stuck_in_a_long_request(start_
     cannot take them, so the other does, at once."""
     server = start_server(LOOPBACK, "-w", "2", "--preload", "--timeout", "60")
     workers = server.worker_pids()
-    assert wait_until(lambda: all(wchan(pid) == "do_epoll_wait" for pid in workers))
+    assert wait_until(lambda: all(loop_idle(pid) for pid in workers))
     stuck = Connection("127.0.0.1", server.port, timeout=10)
     clients: list[Connection] = []
     try:
