@@ -1812,6 +1812,10 @@ def fmt_goals(results: list[Result], app_costs: AppCosts | None = None) -> list[
     return lines
 
 
+#: The port commands_used asks each server's argv for, then shows as PORT.
+SHOWN_PORT = 65432
+
+
 def commands_used(plan: Plan) -> list[str]:
     """Exact command lines so anyone can reproduce a cell by hand."""
     placeholder = Workload("", "", wsgi_app="APP", settings="SETTINGS")
@@ -1823,9 +1827,14 @@ def commands_used(plan: Plan) -> list[str]:
     lines = [legend, ""]
     for name in plan.servers:
         server = SERVERS[name]
-        # Port 0 stands for PORT: in "127.0.0.1:0", after --port, or on its own (bjoern_serve).
-        argv = ["python", *("PORT" if a == "0" else a for a in server.argv(0, placeholder)[1:])]
-        cmd = " ".join(argv).replace("127.0.0.1:0", "127.0.0.1:PORT")
+        # A port no other argument spells stands for PORT: in "127.0.0.1:N", after --port, or on
+        # its own (bjoern_serve). Not 0: "--spare-threads 0" read "--spare-threads PORT".
+        shown = str(SHOWN_PORT)
+        argv = [
+            "python",
+            *("PORT" if a == shown else a for a in server.argv(SHOWN_PORT, placeholder)[1:]),
+        ]
+        cmd = " ".join(argv).replace(f"127.0.0.1:{shown}", "127.0.0.1:PORT")
         if server.own_tree:
             where = f"cd {server.cwd} && PYTHONPATH={server.cwd} "
         else:

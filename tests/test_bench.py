@@ -285,3 +285,10 @@ def test_quick_defaults_and_guard_servers():
     assert plan.rounds == 1
     assert set(plan.servers) == {"gunicorn-gthread", "prodserve", "granian"}
     assert plan.workloads == ["bare", "db"]
+
+
+def test_commands_show_the_port_as_port_and_no_other_argument():
+    plan = run.Plan(["prodserve-inline"], ["bare"], duration=1, warmup=0, connections=1)
+    commands = "\n".join(run.commands_used(plan))
+    assert "prodserve 127.0.0.1:PORT --workers 2" in commands
+    assert "--spare-threads 0" in commands  # once shown as "--spare-threads PORT"
