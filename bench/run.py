@@ -1074,17 +1074,32 @@ def measure(
     plan: Plan,
     script: Path | None = None,
 ) -> Result:
-    """Warmup, measured run(s), then per-workload extras and the workers' memory.
+    """The workload's own measurement, then the workers' memory after it."""
+    if workload.mix:
+        result = measure_mix(name, workload, proc, port, plan)
+    elif workload.pipeline:
+        result = measure_pipeline(name, workload, proc, port, plan)
+    elif workload.proxy:
+        result = measure_proxied(name, workload, proc, port, plan, script)
+    else:
+        result = measure_wrk(name, workload, proc, port, plan, script)
+    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
+    return result
+
+
+def measure_wrk(
+    name: str,
+    workload: Workload,
+    proc: subprocess.Popen,
+    port: int,
+    plan: Plan,
+    script: Path | None,
+) -> Result:
+    """wrk straight at the server: warmup, the measured run(s), the workload's extras.
 
     slow-clients measures twice on the same server: once plain (the baseline) and once with
     the slow clients held open, so the % kept does not mix up two server boots.
     """
-    if workload.mix:
-        return measure_mix(name, workload, proc, port, plan)
-    if workload.pipeline:
-        return measure_pipeline(name, workload, proc, port, plan)
-    if workload.proxy:
-        return measure_proxied(name, workload, proc, port, plan, script)
     url = f"http://127.0.0.1:{port}{workload.path}"
     connections = workload.connections or plan.connections
 
@@ -1110,7 +1125,6 @@ def measure(
         # CPU / (requests x MB per request), in ms: the per-request figure scaled down.
         result.mb_per_s = result.rps * workload.mb_per_request
         result.cpu_ms_per_mb = result.cpu_us_per_req / 1000 / workload.mb_per_request
-    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
     return result
 
 
@@ -1157,7 +1171,6 @@ def measure_mix(
         problems=f"{run['errors']} requests failed" if run["errors"] else "",
         background_cores=max(other_cpu, 0.0) / (time.monotonic() - start),
     )
-    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
     return result
 
 
@@ -1184,7 +1197,6 @@ def measure_pipeline(
         probe_max_ms=run["probe_max_ms"],
         cpu_us_per_req=server_cpu * 1e6 / run["requests"] if run["requests"] else 0.0,
     )
-    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
     return result
 
 
@@ -1287,7 +1299,6 @@ def measure_proxied(
     result.cpu_split = f"nginx {nginx_us:.1f} + server {result.cpu_us_per_req:.1f}"
     result.cpu_us_per_req += nginx_us
     result.background_cores = max(result.background_cores - nginx_cpu / plan.duration, 0.0)
-    result.workers, result.rss_mb, result.uss_mb = worker_memory(proc.pid)
     return result
 
 
