@@ -78,6 +78,19 @@ class Connection:
             response.body, self.buffer = self.buffer, b""
         return response
 
+    def received(self) -> bytes:
+        """Read what has arrived without waiting; the bytes received and not read yet."""
+        timeout = self.sock.gettimeout()
+        self.sock.setblocking(False)
+        try:
+            while self._fill():
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.settimeout(timeout)  # setblocking(True) would drop it: a hang, not a failure
+        return self.buffer
+
     def is_closed(self, timeout: float = 5.0) -> bool:
         """True when the server has closed the connection (EOF or reset) within timeout."""
         self.sock.settimeout(timeout)
